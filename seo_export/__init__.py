@@ -1,0 +1,34 @@
+"""seo-export: export, accelerate and validate transformers with unusual attention."""
+
+__version__ = "0.1.0"
+
+from seo_export.models import (  # noqa: E402
+    AttentionFactory,
+    AttentionWithRelativePositions,
+    LearnedPositionalEncoding,
+    LocalAttention,
+    MultiHeadAttention,
+    PositionalEncoding,
+    PositionalEncodingFactory,
+    RelativePositionalEncoding,
+    RotaryPositionalEncoding,
+    SEOSpecificTransformer,
+    SparseAttention,
+    TransformerConfig,
+)
+
+__all__ = [
+    "__version__",
+    "AttentionFactory",
+    "AttentionWithRelativePositions",
+    "LearnedPositionalEncoding",
+    "LocalAttention",
+    "MultiHeadAttention",
+    "PositionalEncoding",
+    "PositionalEncodingFactory",
+    "RelativePositionalEncoding",
+    "RotaryPositionalEncoding",
+    "SEOSpecificTransformer",
+    "SparseAttention",
+    "TransformerConfig",
+]

@@ -1,0 +1,77 @@
+"""Dense attention: standard multi-head and Shaw relative-position attention."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seo_export.models.attention.base import AttentionBase
+from seo_export.ops.softmax import masked_softmax, relative_bucket, relative_positions
+
+
+def dense_allowed(seq: int, key_padding_mask, causal: bool, device) -> torch.Tensor:
+    """[B or 1, 1, S, S] boolean: which keys each query may attend."""
+    allowed = torch.ones(1, 1, seq, seq, dtype=torch.bool, device=device)
+    if causal:
+        allowed = allowed & (relative_positions(seq, seq, device) <= 0)
+    if key_padding_mask is not None:
+        allowed = allowed & key_padding_mask.bool()[:, None, None, :]
+    return allowed
+
+
+def bias_logits(rel_bias: torch.Tensor | None, seq: int, device) -> torch.Tensor | float:
+    if rel_bias is None:
+        return 0.0
+    k = (rel_bias.shape[-1] - 1) // 2
+    return rel_bias[:, relative_bucket(relative_positions(seq, seq, device), k)][None]
+
+
+class MultiHeadAttention(AttentionBase):
+    """Scaled dot-product attention, scale 1 / sqrt(head_dim)."""
+
+    def logits(self, q, k) -> torch.Tensor:
+        return torch.matmul(q, k.transpose(-1, -2)) * self.scale
+
+    def mix(self, probs, v) -> torch.Tensor:
+        return torch.matmul(probs, v)
+
+    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights):
+        seq = q.shape[2]
+        logits = self.logits(q, k) + bias_logits(rel_bias, seq, q.device)
+        probs = masked_softmax(logits, dense_allowed(seq, key_padding_mask, self.causal, q.device))
+        out = self.mix(F.dropout(probs, self.active_dropout, self.training), v)
+        return out, (probs if need_weights else None)
+
+
+class AttentionWithRelativePositions(MultiHeadAttention):
+    """Shaw et al.: learned key/value embeddings a^K, a^V [2K+1, head_dim] shared across heads.
+
+    q . a^K is computed as [.., S, 2K+1] and gathered; the value term sums the
+    probabilities per relative bucket first, so no [S, S, head_dim] tensor exists.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, causal: bool = False,
+                 max_relative_position: int = 32):
+        super().__init__(d_model, num_heads, dropout, causal)
+        if max_relative_position <= 0:
+            raise ValueError(f"max_relative_position must be > 0, got {max_relative_position}")
+        self.max_relative_position = max_relative_position
+        width = 2 * max_relative_position + 1
+        self.rel_key = nn.Parameter(torch.zeros(width, self.head_dim))
+        self.rel_value = nn.Parameter(torch.zeros(width, self.head_dim))
+
+    def _buckets(self, seq: int, device) -> torch.Tensor:
+        return relative_bucket(relative_positions(seq, seq, device), self.max_relative_position)
+
+    def logits(self, q, k) -> torch.Tensor:
+        batch, heads, seq, _ = q.shape
+        q_rel = torch.matmul(q, self.rel_key.to(q.dtype).t())  # [B, H, S, 2K+1]
+        index = self._buckets(seq, q.device).expand(batch, heads, seq, seq)
+        return (torch.matmul(q, k.transpose(-1, -2)) + torch.gather(q_rel, -1, index)) * self.scale
+
+    def mix(self, probs, v) -> torch.Tensor:
+        batch, heads, seq, _ = probs.shape
+        index = self._buckets(seq, probs.device).expand(batch, heads, seq, seq)
+        per_bucket = probs.new_zeros(batch, heads, seq, self.rel_value.shape[0]).scatter_add(-1, index, probs)
+        return torch.matmul(probs, v) + torch.matmul(per_bucket, self.rel_value.to(probs.dtype))
