@@ -8,11 +8,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from seo_export.errors import UsageError
+
 ATTENTION_TYPES = ("standard", "local", "sparse", "relative")
 POSITIONAL_ENCODING_TYPES = ("sinusoidal", "learned", "relative", "rotary")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """An invalid configuration value or file; the message names the field."""
 
 

@@ -9,7 +9,11 @@ from seo_export.models.positional import PositionContext, apply_rotary
 
 
 class AttentionBase(nn.Module):
-    """Subclasses implement ``attend(q, k, v, key_mask, rel_bias, need_weights)`` on [B, H, S, D]."""
+    """Subclasses implement ``attend`` on [B, H, S, D] tensors.
+
+    ``q`` and ``k`` arrive rotated when the encoding is rotary; ``query_plain`` is the
+    unrotated query, for terms that are already relative (Shaw's q . a^K).
+    """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, causal: bool = False):
         super().__init__()
@@ -44,13 +48,14 @@ class AttentionBase(nn.Module):
         """x [B, S, d_model], key_padding_mask [B, S] bool (True = token)."""
         position = position or PositionContext()
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        query_plain = q
         if position.rotary is not None:
             cos, sin = position.rotary
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        out, weights = self.attend(q, k, v, key_padding_mask, position.rel_bias, output_attentions)
+        out, weights = self.attend(q, k, v, key_padding_mask, position.rel_bias, output_attentions, query_plain)
         batch, _, seq, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, seq, self.d_model)
         return self.out_proj(out), weights
 
-    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights):
+    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights, query_plain):
         raise NotImplementedError

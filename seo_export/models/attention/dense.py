@@ -30,15 +30,15 @@ def bias_logits(rel_bias: torch.Tensor | None, seq: int, device) -> torch.Tensor
 class MultiHeadAttention(AttentionBase):
     """Scaled dot-product attention, scale 1 / sqrt(head_dim)."""
 
-    def logits(self, q, k) -> torch.Tensor:
+    def logits(self, q, k, query_plain) -> torch.Tensor:
         return torch.matmul(q, k.transpose(-1, -2)) * self.scale
 
     def mix(self, probs, v) -> torch.Tensor:
         return torch.matmul(probs, v)
 
-    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights):
+    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights, query_plain):
         seq = q.shape[2]
-        logits = self.logits(q, k) + bias_logits(rel_bias, seq, q.device)
+        logits = self.logits(q, k, query_plain) + bias_logits(rel_bias, seq, q.device)
         probs = masked_softmax(logits, dense_allowed(seq, key_padding_mask, self.causal, q.device))
         out = self.mix(F.dropout(probs, self.active_dropout, self.training), v)
         return out, (probs if need_weights else None)
@@ -49,6 +49,9 @@ class AttentionWithRelativePositions(MultiHeadAttention):
 
     q . a^K is computed as [.., S, 2K+1] and gathered; the value term sums the
     probabilities per relative bucket first, so no [S, S, head_dim] tensor exists.
+    With rotary encoding only the content term q . k is rotated: q . a^K uses the
+    unrotated query, since a^K is already indexed by relative distance (rotating q
+    alone would tie that term to absolute positions).
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, causal: bool = False,
@@ -64,9 +67,9 @@ class AttentionWithRelativePositions(MultiHeadAttention):
     def _buckets(self, seq: int, device) -> torch.Tensor:
         return relative_bucket(relative_positions(seq, seq, device), self.max_relative_position)
 
-    def logits(self, q, k) -> torch.Tensor:
+    def logits(self, q, k, query_plain) -> torch.Tensor:
         batch, heads, seq, _ = q.shape
-        q_rel = torch.matmul(q, self.rel_key.to(q.dtype).t())  # [B, H, S, 2K+1]
+        q_rel = torch.matmul(query_plain, self.rel_key.to(q.dtype).t())  # [B, H, S, 2K+1]
         index = self._buckets(seq, q.device).expand(batch, heads, seq, seq)
         return (torch.matmul(q, k.transpose(-1, -2)) + torch.gather(q_rel, -1, index)) * self.scale
 

@@ -20,7 +20,7 @@ class LocalAttention(AttentionBase):
         else:
             self.window_left = self.window_right = window_size // 2
 
-    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights):
+    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights, query_plain):
         window = dict(window_left=self.window_left, window_right=self.window_right)
         if self.active_dropout > 0:
             out = ops.local_window_attention_reference(
@@ -52,7 +52,7 @@ class SparseAttention(AttentionBase):
         self.num_landmarks = num_landmarks
         self.pinv_iterations = pinv_iterations
 
-    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights):
+    def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights, query_plain):
         args = dict(num_landmarks=self.num_landmarks, pinv_iterations=self.pinv_iterations,
                     key_padding_mask=key_padding_mask, rel_bias=rel_bias, scale=self.scale)
         if self.active_dropout > 0:

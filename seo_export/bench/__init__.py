@@ -1,0 +1,1 @@
+"""Benchmarks: interleaved timing (ratios, not absolute times) and peak memory."""

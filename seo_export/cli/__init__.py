@@ -1,0 +1,1 @@
+"""The ``seo-export`` command line: one module per subcommand."""

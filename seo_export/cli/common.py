@@ -1,0 +1,42 @@
+"""Arguments shared by subcommands: which model, from which config and weights."""
+
+from __future__ import annotations
+
+import argparse
+
+from seo_export.errors import UsageError
+from seo_export.models import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES, TransformerConfig
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--config", help="TransformerConfig JSON file (defaults: the dataclass defaults)")
+    group.add_argument("--attention", choices=ATTENTION_TYPES, help="override attention_type")
+    group.add_argument("--positional", choices=POSITIONAL_ENCODING_TYPES, help="override positional_encoding_type")
+    group.add_argument("--causal", action="store_true", default=None, help="override use_causal_mask to true")
+    group.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation (default 0)")
+
+
+def config_from_args(args: argparse.Namespace) -> TransformerConfig:
+    config = TransformerConfig.from_json(args.config) if args.config else TransformerConfig()
+    overrides = {
+        "attention_type": args.attention,
+        "positional_encoding_type": args.positional,
+        "use_causal_mask": args.causal,
+    }
+    return config.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)

@@ -1,0 +1,72 @@
+"""Build a model from a config: seeded weights, or weights from a checkpoint file."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import torch
+
+from seo_export.errors import UsageError
+from seo_export.models.config import TransformerConfig
+from seo_export.models.transformer import SEOSpecificTransformer
+
+
+def build_model(config: TransformerConfig, seed: int = 0, checkpoint: str | os.PathLike | None = None):
+    """An eval-mode model; the same seed gives the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SEOSpecificTransformer(config)
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model.eval()
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors from safetensors, or from a torch file with weights_only=True (never a full unpickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UsageError(
+            f"cannot read checkpoint {path}: it holds Python objects that a weights-only load refuses; "
+            "save the weights with safetensors or as a plain state_dict of tensors"
+        ) from None
+    except Exception as exc:  # every library raises its own type for a corrupt file
+        raise UsageError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"checkpoint {path} does not hold a state dict of tensors")
+    return state
+
+
+def load_checkpoint(model: SEOSpecificTransformer, path: str | os.PathLike) -> None:
+    state = read_state_dict(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        raise UsageError(f"checkpoint {path} does not fit the config: {'; '.join(parts)}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise UsageError(
+                f"checkpoint {path} does not fit the config: {name} has shape {tuple(tensor.shape)}, "
+                f"the config needs {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(state)
