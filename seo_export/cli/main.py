@@ -13,6 +13,8 @@ from seo_export.errors import SeoExportError
 COMMANDS = {
     "info": "Show versions of torch, ONNX, ONNX Runtime, Triton, TensorRT and whether a CUDA GPU is visible.",
     "forward": "Run one forward pass of a model built from a config, and print output shapes and statistics.",
+    "export": "Export a model variant to ONNX (seo:: custom nodes with portable function bodies).",
+    "inspect": "Show what an exported ONNX file is: metadata, inputs/outputs, op counts, custom nodes.",
 }
 
 

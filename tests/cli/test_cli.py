@@ -85,3 +85,37 @@ def test_pickled_checkpoints_are_not_unpickled(tmp_path):
     result = seo_export("forward", "--checkpoint", str(path))
     assert "unpickled!" not in result.stdout
     assert_one_line_error(result, "cannot read checkpoint")
+
+
+def test_export_and_inspect(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"hidden_size": 32, "num_layers": 1, "num_heads": 4, "vocab_size": 50,
+                                  "intermediate_size": 64, "attention_window_size": 4}))
+    out = tmp_path / "model.onnx"
+    result = seo_export("export", "--config", str(config), "--attention", "local", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and "sha256" in result.stderr
+    shown = seo_export("inspect", str(out), "--json")
+    assert shown.returncode == 0, shown.stderr
+    info = json.loads(shown.stdout)
+    assert info["seo_export"]["config"]["attention_type"] == "local"
+    assert info["op_counts"]["seo::LocalWindowAttention"] == 1
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--opset", "12"], "opset 12 is not supported"),
+    (["-o", "/nonexistent-dir/m.onnx"], "does not exist"),
+])
+def test_export_errors_are_one_line_and_leave_no_file(tmp_path, args, fragment):
+    full = ["export", "--config", str(tmp_path / "c.json")] + args
+    (tmp_path / "c.json").write_text(json.dumps({"hidden_size": 32, "num_layers": 1, "num_heads": 4}))
+    if "-o" not in args:
+        full += ["-o", str(tmp_path / "m.onnx")]
+    assert_one_line_error(seo_export(*full), fragment)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_inspect_refuses_a_file_that_is_not_onnx(tmp_path):
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"\x00garbage\xff" * 10)
+    assert_one_line_error(seo_export("inspect", str(bad)), "is not an ONNX model")

@@ -1,0 +1,67 @@
+"""After torch.onnx: attach the seo FunctionProtos, make bytes deterministic, stamp metadata.
+
+The functions are added here rather than by the exporter because torch.onnx always
+inlines model-local functions (its version-conversion pass runs an inliner).
+"""
+
+from __future__ import annotations
+
+import onnx
+import onnx.inliner
+
+from seo_export.export.functions import DOMAIN, OP_VERSION, function_proto, overload_for
+
+ATTRIBUTE_ORDER = ("window_left", "window_right", "num_landmarks", "pinv_iterations", "scale",
+                   "plugin_namespace", "plugin_version")
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def seo_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.domain == DOMAIN]
+
+
+def attach_functions(model: onnx.ModelProto) -> None:
+    """One FunctionProto per (op, optional-input pattern) that the graph uses."""
+    used = set()
+    for node in seo_nodes(model):
+        inputs = list(node.input) + [""] * (5 - len(node.input))
+        node.overload = overload_for(inputs[3] != "", inputs[4] != "")
+        used.add((node.op_type, node.overload))
+        ordered = sorted(node.attribute, key=lambda a: ATTRIBUTE_ORDER.index(a.name))
+        del node.attribute[:]
+        node.attribute.extend(ordered)
+    opset = default_opset(model)
+    for op_type, overload in sorted(used):
+        model.functions.append(function_proto(op_type, overload, opset))
+    if used and not any(o.domain == DOMAIN for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OP_VERSION))
+
+
+def strip_trace_metadata(model: onnx.ModelProto) -> None:
+    """Node metadata holds stack traces with absolute paths: drop it so files are reproducible."""
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    for info in model.graph.value_info:
+        del info.metadata_props[:]
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    existing = {e.key: e for e in model.metadata_props}
+    for key in sorted(metadata):
+        if key in existing:
+            existing[key].value = metadata[key]
+        else:
+            model.metadata_props.add(key=key, value=metadata[key])
+
+
+def decompose(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Inline every seo function: the same model with no custom-domain node left."""
+    inlined = onnx.inliner.inline_local_functions(model)
+    del inlined.functions[:]
+    kept = [o for o in inlined.opset_import if o.domain != DOMAIN]
+    del inlined.opset_import[:]
+    inlined.opset_import.extend(kept)
+    return inlined

@@ -1,0 +1,85 @@
+"""Small variants, cached exports and padded inputs shared by the export tests."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seo_export import TransformerConfig
+from seo_export.export import export_onnx
+from seo_export.models.build import build_model
+
+WINDOW, LANDMARKS = 8, 4
+ATTENTIONS = ("standard", "local", "sparse", "relative")
+ENCODINGS = ("sinusoidal", "learned", "relative", "rotary")
+VARIANTS = [(a, p, False) for a in ATTENTIONS for p in ENCODINGS] + [
+    ("standard", "rotary", True), ("local", "relative", True), ("relative", "sinusoidal", True)]
+# 1, not a multiple of the window (8) or the block/segment size, and several windows long.
+LENGTHS = (1, 13, 41)
+
+
+def variant_id(variant) -> str:
+    attention, positional, causal = variant
+    return f"{attention}-{positional}" + ("-causal" if causal else "")
+
+
+def small_config(attention: str, positional: str, causal: bool = False) -> TransformerConfig:
+    return TransformerConfig(
+        hidden_size=32, num_layers=2, num_heads=4, vocab_size=100, intermediate_size=64,
+        dropout_rate=0.0, attention_dropout=0.0, attention_type=attention, positional_encoding_type=positional,
+        attention_window_size=WINDOW, attention_num_landmarks=LANDMARKS, attention_max_relative_position=4,
+        positional_encoding_max_relative_position=4, positional_encoding_max_len=128, use_causal_mask=causal,
+    )
+
+
+def small_model(variant):
+    model = build_model(small_config(*variant), seed=0)
+    with torch.no_grad():  # relative tables start at the init scale; make their effect visible
+        for name, param in model.named_parameters():
+            if name.endswith(("rel_key", "rel_value", "positional.bias")):
+                param.normal_(std=0.5)
+    return model
+
+
+_EXPORT_DIR: dict[str, Path] = {}
+
+
+def export_dir(tmp_path_factory) -> Path:
+    if "dir" not in _EXPORT_DIR:
+        _EXPORT_DIR["dir"] = tmp_path_factory.mktemp("exports")
+    return _EXPORT_DIR["dir"]
+
+
+@functools.lru_cache(maxsize=None)
+def _exported(variant, precision: str, directory: Path, decomposed: bool = False):
+    model = small_model(variant)
+    path = directory / f"{variant_id(variant)}-{precision}{'-dec' if decomposed else ''}.onnx"
+    return model, export_onnx(model, path, precision=precision, decomposed=decomposed)
+
+
+def exported(tmp_path_factory, variant, precision="fp32", decomposed=False):
+    return _exported(variant, precision, export_dir(tmp_path_factory), decomposed)
+
+
+def padded_inputs(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random ids with a full row, a right-padded row and (for batch 3) a fully padded row."""
+    rng = np.random.default_rng(seed + seq)
+    ids = rng.integers(1, 100, size=(batch, seq), dtype=np.int64)
+    mask = np.ones((batch, seq), dtype=np.int64)
+    if batch > 1:
+        mask[1, max(1, seq // 2):] = 0
+    if batch > 2:
+        mask[2, :] = 0
+    ids[mask == 0] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def eager(model, feeds, dtype=torch.float32):
+    model = model.to(dtype)
+    with torch.no_grad():
+        out = model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
+    model.to(torch.float32)
+    return {k: out[k].float().numpy() for k in ("last_hidden_state", "pooler_output")}
