@@ -30,3 +30,28 @@ class TorchRunner(Runner):
         for i, hidden in enumerate(out.get("hidden_states", ())):
             result[f"hidden_state_{i}"] = hidden
         return {k: v.float().cpu().numpy() for k, v in result.items()}
+
+
+def torch_model_from_onnx(path, checkpoint=None):
+    """The eager model an exported file was made from: its stored config and weight provenance.
+
+    Weights the exporter kept under their parameter names are compared with the rebuilt
+    model, so a file whose weights were edited is refused rather than silently mismatched.
+    """
+    from onnx import numpy_helper
+
+    from seo_export.errors import UsageError
+    from seo_export.export.inspect import config_from_onnx, load_onnx, stored_metadata
+    from seo_export.models.build import rebuild_model
+
+    proto = load_onnx(path, with_weights=True)
+    model = rebuild_model(config_from_onnx(proto), stored_metadata(proto, "weights") or {}, checkpoint)
+    state = model.state_dict()
+    for tensor in proto.graph.initializer:
+        name = tensor.name.removeprefix("model.")
+        if name in state and tuple(tensor.dims) == tuple(state[name].shape):
+            stored = torch.from_numpy(numpy_helper.to_array(tensor).astype(np.float32))
+            if not torch.allclose(stored, state[name].float(), atol=1e-3, rtol=1e-3):
+                raise UsageError(f"{path}: weight {name} differs from the model it records; the file was changed "
+                                 "after export, so --backend torch cannot rebuild it")
+    return model

@@ -8,8 +8,8 @@ import time
 from rich.console import Console
 
 from seo_export.cli.common import add_model_arguments, config_from_args
-from seo_export.export.exporter import MAX_OPSET, MIN_OPSET, export_onnx
-from seo_export.models.build import build_model
+
+MIN_OPSET, MAX_OPSET = 18, 23  # checked again, with the reason, by the exporter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from seo_export.export.exporter import export_onnx
+    from seo_export.models.build import build_model, weights_provenance
+
     console = Console(stderr=True)
     config = config_from_args(args)
     model = build_model(config, args.seed, args.checkpoint)
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     with console.status("exporting") as status:
         result = export_onnx(model, args.output, precision=args.precision, opset=args.opset,
                              decomposed=args.decomposed, io_dtype=args.io_dtype,
-                             progress=lambda message: status.update(message))
+                             progress=lambda message: status.update(message),
+                             weights=weights_provenance(args.seed, args.checkpoint))
     console.print(
         f"wrote {result.path} ({result.precision}, opset {result.opset}, "
         f"{sum(result.op_counts.values())} nodes, {result.custom_nodes} seo:: nodes) "

@@ -15,6 +15,8 @@ COMMANDS = {
     "forward": "Run one forward pass of a model built from a config, and print output shapes and statistics.",
     "export": "Export a model variant to ONNX (seo:: custom nodes with portable function bodies).",
     "inspect": "Show what an exported ONNX file is: metadata, inputs/outputs, op counts, custom nodes.",
+    "build": "Build a TensorRT engine (and its manifest) from an ONNX file, with optimization profiles.",
+    "run": "Run inference on an engine (TensorRT) or an ONNX file (ONNX Runtime or eager PyTorch); print latency.",
 }
 
 

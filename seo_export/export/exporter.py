@@ -25,7 +25,7 @@ from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, 
 from seo_export.models.transformer import SEOSpecificTransformer
 from seo_export.utils.files import atomic_path
 
-MIN_OPSET, MAX_OPSET = 18, 23
+MIN_OPSET, MAX_OPSET = 18, 23  # seo_export.cli.export repeats these for its --help
 PRECISIONS = ("fp32", "fp16")
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's hard limit for one message
 METADATA_PREFIX = "seo_export."
@@ -99,7 +99,7 @@ def trace_to_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset:
 
 
 def metadata_for(model: SEOSpecificTransformer, precision: str, opset: int, io_dtype: str,
-                 decomposed: bool) -> dict[str, str]:
+                 decomposed: bool, weights: dict | None = None) -> dict[str, str]:
     custom = {} if decomposed else {f"{DOMAIN}::{LOCAL_WINDOW}": OP_VERSION, f"{DOMAIN}::{LANDMARK}": OP_VERSION}
     values = {
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
@@ -109,13 +109,15 @@ def metadata_for(model: SEOSpecificTransformer, precision: str, opset: int, io_d
         "opset": str(opset),
         "decomposed": str(decomposed).lower(),
         "custom_ops": json.dumps(custom, sort_keys=True),
+        # Where the weights came from, so `run --backend torch` can rebuild the eager model.
+        "weights": json.dumps(weights or {}, sort_keys=True),
     }
     return {METADATA_PREFIX + k: v for k, v in values.items()}
 
 
 def build_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset: int = MIN_OPSET,
                decomposed: bool = False, io_dtype: str = "fp32", with_hidden_states: bool = False,
-               progress=None) -> onnx.ModelProto:
+               progress=None, weights: dict | None = None) -> onnx.ModelProto:
     """The finished ModelProto (checked), without writing it."""
     _check_arguments(precision, opset, io_dtype)
     step = progress or (lambda message: None)
@@ -126,7 +128,7 @@ def build_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset: in
     postprocess.attach_functions(proto)
     if decomposed:
         proto = postprocess.decompose(proto)
-    postprocess.set_metadata(proto, metadata_for(model, precision, opset, io_dtype, decomposed))
+    postprocess.set_metadata(proto, metadata_for(model, precision, opset, io_dtype, decomposed, weights))
     step("checking the model")
     if proto.ByteSize() < EXTERNAL_DATA_THRESHOLD:
         onnx.checker.check_model(proto, full_check=True)
@@ -157,9 +159,12 @@ def save_model(proto: onnx.ModelProto, path: Path) -> bytes | None:
 
 def export_onnx(model: SEOSpecificTransformer, path: str | os.PathLike, precision: str = "fp32",
                 opset: int = MIN_OPSET, decomposed: bool = False, io_dtype: str = "fp32",
-                with_hidden_states: bool = False, progress=None) -> ExportResult:
+                with_hidden_states: bool = False, progress=None, weights: dict | None = None) -> ExportResult:
     """Export ``model`` to ``path``: one seo:: node per local/landmark attention call, each with a
-    portable function body; ``decomposed`` inlines them. The file appears only when complete."""
+    portable function body; ``decomposed`` inlines them. The file appears only when complete.
+
+    ``weights`` records where the weights came from ({"seed": n} or {"checkpoint_sha256": h}).
+    """
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"output path {path} is a directory; give a file name such as {path / 'model.onnx'}")
@@ -167,7 +172,7 @@ def export_onnx(model: SEOSpecificTransformer, path: str | os.PathLike, precisio
         raise UsageError(f"output folder {path.parent} does not exist; create it first")
     if not os.access(path.parent if str(path.parent) else ".", os.W_OK):
         raise UsageError(f"cannot write to {path.parent}: permission denied")
-    proto = build_onnx(model, precision, opset, decomposed, io_dtype, with_hidden_states, progress)
+    proto = build_onnx(model, precision, opset, decomposed, io_dtype, with_hidden_states, progress, weights)
     if progress:
         progress(f"writing {path}")
     data = save_model(proto, path)

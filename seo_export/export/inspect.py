@@ -12,14 +12,35 @@ from seo_export.errors import UsageError
 from seo_export.export.exporter import METADATA_PREFIX, op_counts
 
 
-def load_onnx(path: str | os.PathLike, load_external_data: bool = False) -> onnx.ModelProto:
+def load_onnx(path: str | os.PathLike, with_weights: bool = False) -> onnx.ModelProto:
+    """The ModelProto at ``path``; without weights, external data is not read (the graph is enough)."""
+    from google.protobuf.message import DecodeError
+
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"{path} does not exist")
+        raise UsageError(f"ONNX model {path} does not exist")
     try:
-        return onnx.load_model(str(path), load_external_data=load_external_data)
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise UsageError(f"{path} is not an ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        model = onnx.load_model(str(path), load_external_data=with_weights)
+    except DecodeError:
+        raise UsageError(f"{path} is not an ONNX model (it does not parse as an ONNX protobuf)") from None
+    except Exception as exc:  # onnx raises several types for unreadable external data
+        raise UsageError(f"cannot read ONNX model {path}: {str(exc).splitlines()[0]}") from None
+    if not model.graph.node and not model.graph.input:
+        raise UsageError(f"{path} is not an ONNX model (it has no graph)")
+    return model
+
+
+def stored_metadata(model: onnx.ModelProto, key: str) -> dict | None:
+    """A JSON object the exporter stored under seo_export.KEY, or None when absent."""
+    full_key = METADATA_PREFIX + key
+    for prop in model.metadata_props:
+        if prop.key == full_key:
+            try:
+                value = json.loads(prop.value)
+            except json.JSONDecodeError:
+                raise UsageError(f"the ONNX metadata {full_key} is not valid JSON") from None
+            return value if isinstance(value, dict) else None
+    return None
 
 
 def _value_summary(value: onnx.ValueInfoProto) -> dict:
@@ -58,8 +79,8 @@ def config_from_onnx(model: onnx.ModelProto):
     """The TransformerConfig stored by the exporter, or a clear error for foreign files."""
     from seo_export.models import TransformerConfig
 
-    key = METADATA_PREFIX + "config"
-    stored = {e.key: e.value for e in model.metadata_props}.get(key)
+    stored = stored_metadata(model, "config")
     if stored is None:
-        raise UsageError(f"this ONNX file has no {key} metadata: it was not written by seo-export export")
-    return TransformerConfig.from_dict(json.loads(stored))
+        raise UsageError(f"this ONNX file has no {METADATA_PREFIX}config metadata: it was not written by "
+                         "`seo-export export`")
+    return TransformerConfig.from_dict(stored)

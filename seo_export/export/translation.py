@@ -70,7 +70,9 @@ def landmark_translation(q, k, v, num_landmarks: int, pinv_iterations: int, key_
 def translation_table() -> dict:
     import torch
 
-    import seo_export.ops  # noqa: F401  (registers torch.ops.seo.*)
+    from seo_export.ops import library  # registers torch.ops.seo.*
+
+    assert library.local_window_attention_op is not None
 
     return {
         torch.ops.seo.local_window_attention.default: local_window_translation,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import warnings
@@ -70,3 +71,30 @@ def load_checkpoint(model: SEOSpecificTransformer, path: str | os.PathLike) -> N
                 f"the config needs {tuple(expected[name].shape)}"
             )
     model.load_state_dict(state)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_provenance(seed: int, checkpoint: str | os.PathLike | None) -> dict:
+    """What an exported file records so the eager model can be rebuilt from it."""
+    return {"checkpoint_sha256": sha256_of(checkpoint)} if checkpoint else {"seed": seed}
+
+
+def rebuild_model(config: TransformerConfig, provenance: dict, checkpoint: str | os.PathLike | None = None):
+    """The eager model an exported file was made from, given its recorded provenance."""
+    if "checkpoint_sha256" in provenance:
+        if checkpoint is None:
+            raise UsageError("this model's weights came from a checkpoint; pass the same file with --checkpoint")
+        if sha256_of(checkpoint) != provenance["checkpoint_sha256"]:
+            raise UsageError(f"checkpoint {checkpoint} is not the one this model was exported from (sha256 differs)")
+        return build_model(config, checkpoint=checkpoint)
+    if "seed" not in provenance:
+        raise UsageError("the model file does not record where its weights came from; export it again "
+                         "with this seo-export version")
+    return build_model(config, seed=int(provenance["seed"]))

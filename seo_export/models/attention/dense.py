@@ -74,7 +74,23 @@ class AttentionWithRelativePositions(MultiHeadAttention):
         return (torch.matmul(q, k.transpose(-1, -2)) + torch.gather(q_rel, -1, index)) * self.scale
 
     def mix(self, probs, v) -> torch.Tensor:
-        batch, heads, seq, _ = probs.shape
-        index = self._buckets(seq, probs.device).expand(batch, heads, seq, seq)
-        per_bucket = probs.new_zeros(batch, heads, seq, self.rel_value.shape[0]).scatter_add(-1, index, probs)
-        return torch.matmul(probs, v) + torch.matmul(per_bucket, self.rel_value.to(probs.dtype))
+        per_bucket = bucket_sums(probs.float(), self.max_relative_position)
+        return torch.matmul(probs, v) + torch.matmul(per_bucket, self.rel_value.float()).to(probs.dtype)
+
+
+def bucket_sums(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """[.., S, S] probabilities -> [.., S, 2K+1] sums per clipped relative distance.
+
+    Interior buckets are diagonals (a gather); the two clipped end buckets are prefix
+    and suffix sums (a cumsum). No scatter: ScatterElements-add has no FP16 kernel in
+    ONNX Runtime and no TensorRT layer.
+    """
+    seq = probs.shape[-1]
+    padded = F.pad(probs, (k, k))  # column j + K holds key j
+    prefix = torch.cumsum(padded, dim=-1)
+    rows = torch.arange(seq, device=probs.device)[:, None]
+    index = (rows + torch.arange(2 * k + 1, device=probs.device)[None, :]).expand(*probs.shape[:-1], 2 * k + 1)
+    diagonal = torch.gather(padded, -1, index)  # bucket r = probs[i, i + r - K]
+    below = torch.gather(prefix, -1, index[..., :1])  # sum over j <= i - K
+    above = prefix[..., -1:] - torch.gather(prefix, -1, index[..., -1:] - 1)  # sum over j >= i + K
+    return torch.cat([below, diagonal[..., 1:-1], above], dim=-1)

@@ -1,0 +1,189 @@
+"""Build a strongly typed TensorRT engine from an ONNX file, with profiles, a timing cache and a manifest.
+
+Precision comes from the ONNX types (TensorRT 11 builds only strongly typed
+networks and has no FP16 builder flag), so the FP16 graph from ``seo-export export
+--precision fp16`` builds an FP16 engine. Everything that can be checked without
+TensorRT (profiles, the ONNX file, the output folder) is checked first, and
+nothing is written unless the build succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from seo_export.backends.tensorrt.loader import (
+    PluginRegistration,
+    current_environment,
+    load_tensorrt,
+    make_logger,
+    register_plugins,
+    register_seo_plugins,
+)
+from seo_export.export.inspect import load_onnx, stored_metadata
+from seo_export.backends.tensorrt.manifest import EngineManifest, sha256_bytes, sha256_file, write_manifest
+from seo_export.backends.tensorrt.profiles import Profile, input_profile_shapes
+from seo_export.errors import SeoExportError, UsageError
+from seo_export.utils.files import atomic_write_bytes
+
+PLUGIN_OPS = ("LocalWindowAttention", "LandmarkAttention")
+PLUGIN_DOMAIN = "seo"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    engine_path: Path
+    manifest_path: Path
+    manifest: EngineManifest
+    warnings: list[str]  # TensorRT's warnings, kept out of the console unless --verbose
+
+
+class EngineBuildError(SeoExportError):
+    """TensorRT parsed the model but could not build it (tactics, memory, plugins)."""
+
+
+def network_flags(trt) -> int:
+    """Creation flags for a strongly typed network: explicit on 10.x, the default (flag ignored) on 11."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def _onnx_input_dims(model) -> dict[str, tuple]:
+    """Graph inputs that are not initializers -> dims, None for symbolic ones."""
+    weights = {init.name for init in model.graph.initializer}
+    dims = {}
+    for value in model.graph.input:
+        if value.name in weights:
+            continue
+        shape = value.type.tensor_type.shape.dim
+        dims[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in shape)
+    return dims
+
+
+def check_build_inputs(onnx_path, engine_path, profiles: list[Profile]):
+    """Everything checkable without TensorRT; returns the ONNX graph (weights not loaded)."""
+    if not profiles:
+        raise UsageError("at least one optimization profile is needed")
+    model = load_onnx(onnx_path)
+    for index, profile in enumerate(profiles):
+        try:
+            input_profile_shapes(profile, _onnx_input_dims(model))
+        except UsageError as exc:
+            raise UsageError(f"profile {index} ({profile}): {exc}") from None
+    config = stored_metadata(model, "config") or {}
+    if config.get("positional_encoding_type") == "learned":
+        limit = config.get("positional_encoding_max_len", 0)
+        for profile in profiles:
+            if profile.seq.max > limit:
+                raise UsageError(f"profile {profile} allows seq up to {profile.seq.max}, but the model's learned "
+                                 f"positional encoding stops at {limit} tokens")
+    if Path(engine_path).resolve() == Path(onnx_path).resolve():
+        raise UsageError("the engine path is the ONNX path; choose another output")
+    return model
+
+
+def describe_parser_errors(errors: list, nodes=(), plugins: PluginRegistration | None = None) -> str:
+    """One line for TensorRT's ONNX parser errors: the first failing node's name and op, and the count."""
+    first = errors[0]
+    index = first.node() if callable(getattr(first, "node", None)) else -1
+    node = nodes[index] if 0 <= index < len(nodes) else None
+    # node_name()/node_operator() exist from TensorRT 10.x on; older bindings give only the index.
+    name = first.node_name() if hasattr(first, "node_name") else (node.name if node is not None else "")
+    op = first.node_operator() if hasattr(first, "node_operator") else (node.op_type if node is not None else "")
+    code = first.code()
+    where = f"node {name!r} (op {op})" if name or op else "the model"
+    text = f"TensorRT cannot parse {where}: {getattr(code, 'name', code)}: {str(first.desc()).splitlines()[0]}"
+    if len(errors) > 1:
+        text += f" (+{len(errors) - 1} more)"
+    is_plugin_op = op in PLUGIN_OPS or (node is not None and node.domain == PLUGIN_DOMAIN)
+    if is_plugin_op and plugins is not None and plugins.manifest_sha256 is None:
+        text += f"; the seo plugins are not registered ({plugins.unavailable_reason})"
+    return text
+
+
+def _parse(trt, builder, logger, onnx_path, model, plugins):
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        if not errors:
+            raise UsageError(f"TensorRT cannot parse {onnx_path}: {_first(logger.errors, 'no details given')}")
+        raise UsageError(describe_parser_errors(errors, list(model.graph.node), plugins))
+    # The parser must outlive the network it filled (it owns the weights).
+    return network, parser
+
+
+def _first(messages: list[str], default: str) -> str:
+    return messages[0].splitlines()[0] if messages else default
+
+
+def _add_profiles(builder, config, network, profiles: list[Profile]) -> None:
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    dims = {tensor.name: tuple(tensor.shape) for tensor in inputs}
+    for profile in profiles:
+        trt_profile = builder.create_optimization_profile()
+        for name, (minimum, optimum, maximum) in input_profile_shapes(profile, dims).items():
+            trt_profile.set_shape(name, minimum, optimum, maximum)
+        config.add_optimization_profile(trt_profile)
+
+
+def _load_timing_cache(config, path: Path | None):
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    # False: a cache from another GPU or TensorRT version is not silently mixed in.
+    if not config.set_timing_cache(cache, False):
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    engine_path: str | os.PathLike,
+    profiles: list[Profile],
+    timing_cache_path: str | os.PathLike | None = None,
+    workspace: int | None = None,
+    plugin_registrar: Callable[[], PluginRegistration] | None = register_seo_plugins,
+    verbose: bool = False,
+) -> BuildResult:
+    """Build and write ``engine_path`` and its manifest ``engine_path.json``."""
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    model = check_build_inputs(onnx_path, engine_path, profiles)
+    trt = load_tensorrt("building an engine")
+    logger = make_logger(trt, verbose)
+    plugins = register_plugins(plugin_registrar)
+    trt.init_libnvinfer_plugins(logger, "")
+
+    builder = trt.Builder(logger)
+    network, _parser = _parse(trt, builder, logger, onnx_path, model, plugins)
+    config = builder.create_builder_config()
+    if workspace:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    _add_profiles(builder, config, network, profiles)
+    cache_path = Path(timing_cache_path) if timing_cache_path else None
+    _load_timing_cache(config, cache_path)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineBuildError(f"TensorRT could not build {onnx_path.name}: "
+                               f"{_first(logger.errors, 'no error logged; rerun with --verbose')}")
+    engine = bytes(plan)
+    manifest = EngineManifest(
+        environment=current_environment(trt, plugins),
+        onnx_sha256=sha256_file(onnx_path),
+        engine_sha256=sha256_bytes(engine),
+        profiles=list(profiles),
+        onnx_file=onnx_path.name,
+        model_config=stored_metadata(model, "config"),
+    )
+    engine_path.parent.mkdir(parents=True, exist_ok=True)  # folders only now: a failed build leaves nothing
+    atomic_write_bytes(engine_path, engine)
+    try:
+        written = write_manifest(manifest, engine_path)
+    except BaseException:
+        engine_path.unlink(missing_ok=True)  # an engine without its manifest would be refused by run
+        raise
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    return BuildResult(engine_path, written, manifest, list(logger.warnings))
