@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import ast
 import operator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 # tl.dot needs every tile dimension >= 16.
 MIN_TILE = 16
+# CUDA's limit on gridDim.y, which holds batch * heads in the local-window grid.
+MAX_GRID_Y = 65535
+# Shared memory for the pipelined K and V tiles of the local kernel: leaves room for the
+# rest under the 48 KiB a kernel may use without the launcher opting in to more.
+KV_SHARED_BUDGET = 32 * 1024
 
 
 def cdiv(a: int, b: int) -> int:
@@ -52,9 +57,6 @@ class LocalWindowLaunch:
     def grid(self, batch, heads, seq, div=cdiv):
         return local_window_grid(batch, heads, seq, self.block_m, div)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class LandmarkLaunch:
@@ -72,20 +74,20 @@ class LandmarkLaunch:
     def grid(self, batch, heads, seq, div=cdiv):
         return landmark_grid(batch, heads, seq)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-def local_window_launch(head_dim: int, window_left: int, window_right: int) -> LocalWindowLaunch:
-    """Square tiles of about one window (16..64 rows): a narrow band wastes little of each
-    visited key tile, a wide one gets full 64-row tiles. Very wide heads halve the key tile
-    so the pipelined K and V tiles fit in shared memory."""
+def local_window_launch(head_dim: int, window_left: int, window_right: int, elem_bytes: int = 2) -> LocalWindowLaunch:
+    """Tiles of about one window (16..64 query rows): a narrow band wastes little of each
+    visited key tile, a wide one gets full 64-row tiles. Key tiles shrink for wide heads or
+    FP32 inputs (``elem_bytes`` 4) until the pipelined K and V tiles fit KV_SHARED_BUDGET."""
     if window_left < 0 or window_right < 0:
         raise ValueError(f"window_left and window_right must be >= 0, got {window_left}, {window_right}")
+    num_stages = 2
     block_d = padded_head_dim(head_dim)
     block_m = max(MIN_TILE, min(64, next_power_of_2(window_left + window_right + 1)))
-    block_n = min(block_m, 32) if block_d > 128 else block_m
-    return LocalWindowLaunch(block_m, block_n, block_d, _warps_for_tile(block_m, block_d), num_stages=2)
+    block_n = block_m
+    while block_n > MIN_TILE and 2 * num_stages * block_n * block_d * elem_bytes > KV_SHARED_BUDGET:
+        block_n //= 2
+    return LocalWindowLaunch(block_m, block_n, block_d, _warps_for_tile(block_m, block_d), num_stages)
 
 
 def landmark_launch(head_dim: int, num_landmarks: int) -> LandmarkLaunch:
@@ -100,7 +102,10 @@ def landmark_launch(head_dim: int, num_landmarks: int) -> LandmarkLaunch:
 
 
 def local_window_grid(batch, heads, seq, block_m: int, div=cdiv):
-    """(query blocks, batch * heads, 1): one program per query block of one (batch, head)."""
+    """(query blocks, batch * heads, 1): one program per query block of one (batch, head).
+    batch * heads must stay <= MAX_GRID_Y."""
+    if isinstance(batch * heads, int) and batch * heads > MAX_GRID_Y:
+        raise ValueError(f"batch * heads = {batch * heads} exceeds CUDA's grid limit {MAX_GRID_Y}")
     return (div(seq, block_m), batch * heads, 1)
 
 
@@ -124,12 +129,6 @@ class Symbol:
 
     def __rmul__(self, other):
         return self._binary(other, "*", reverse=True)
-
-    def __add__(self, other):
-        return self._binary(other, "+")
-
-    def __radd__(self, other):
-        return self._binary(other, "+", reverse=True)
 
     def __str__(self) -> str:
         return self.text

@@ -81,7 +81,13 @@ def safe_denominator(total):
 
 # ----------------------------------------------------------------------------- host helpers
 
-_TRITON_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def compile_options(launch) -> dict:
+    """Triton compile options of a launch: warps, pipeline stages, and FMA contraction pinned on
+    (Triton 3.10 changes its default) so JIT and AOT kernels round the same way."""
+    return {"num_warps": launch.num_warps, "num_stages": launch.num_stages, "enable_fp_fusion": True}
 
 
 def is_interpreted(kernel) -> bool:
@@ -97,7 +103,7 @@ def upcast_dot(kernel, dtype: torch.dtype) -> bool:
 def prepare_inputs(kernel, q, k, v, key_padding_mask, rel_bias):
     """Contiguous q, k, v, the mask as int8 (one byte per token) and the bias table, checked
     for what the kernels assume. Returns (q, k, v, mask_or_None, bias_or_None, max_distance)."""
-    if q.dtype not in _TRITON_DTYPES:
+    if q.dtype not in KERNEL_DTYPES:
         raise TypeError(f"the Triton kernels take float32, float16 or bfloat16, got {q.dtype}")
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
@@ -109,13 +115,9 @@ def prepare_inputs(kernel, q, k, v, key_padding_mask, rel_bias):
     if len({t.device for t in tensors}) != 1:
         raise ValueError(f"all inputs must be on one device, got {sorted({str(t.device) for t in tensors})}")
     q, k, v = (t.contiguous() for t in (q, k, v))
-    mask = None if key_padding_mask is None else key_padding_mask.contiguous().to(torch.int8)
+    mask = None if key_padding_mask is None else key_padding_mask.bool().to(torch.int8).contiguous()
     max_distance = 0
     if rel_bias is not None:
         max_distance = (rel_bias.shape[-1] - 1) // 2
         rel_bias = rel_bias.contiguous()
     return q, k, v, mask, rel_bias, max_distance
-
-
-def triton_dtype_name(dtype: torch.dtype) -> str:
-    return _TRITON_DTYPES[dtype]

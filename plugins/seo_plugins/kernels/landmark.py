@@ -19,6 +19,7 @@ import triton
 import triton.language as tl
 
 from seo_plugins.kernels import (
+    compile_options,
     dot,
     load_tile,
     masked_softmax_rows,
@@ -121,6 +122,18 @@ def landmark_fwd(
         tl.store(Out + base + offs_s[:, None] * HEAD_DIM + offs_d[None, :], out.to(Out.dtype.element_ty), mask=ok)
 
 
+def landmark_constants(head_dim, num_landmarks, pinv_iterations, max_distance, scale, has_mask, has_bias):
+    """Tiles and compile-time constants of one configuration (shared by the JIT launch and AOT)."""
+    if pinv_iterations < 0:
+        raise ValueError(f"pinv_iterations must be >= 0, got {pinv_iterations}")
+    launch = landmark_launch(head_dim, num_landmarks)
+    constants = dict(
+        NUM_LANDMARKS=num_landmarks, PINV_ITERATIONS=pinv_iterations, MAX_DISTANCE=max_distance, SCALE=float(scale),
+        HEAD_DIM=head_dim, HAS_MASK=has_mask, HAS_BIAS=has_bias, **launch.constexprs(),
+    )
+    return launch, constants
+
+
 def landmark_attention(q, k, v, num_landmarks, pinv_iterations, key_padding_mask=None, rel_bias=None, *, scale):
     """Launch ``landmark_fwd`` on [B, H, S, D] tensors; returns a new tensor like q."""
     q, k, v, mask, bias, max_distance = prepare_inputs(landmark_fwd, q, k, v, key_padding_mask, rel_bias)
@@ -128,11 +141,10 @@ def landmark_attention(q, k, v, num_landmarks, pinv_iterations, key_padding_mask
     out = torch.empty_like(q)
     if out.numel() == 0:
         return out
-    launch = landmark_launch(head_dim, num_landmarks)
+    launch, constants = landmark_constants(
+        head_dim, num_landmarks, pinv_iterations, max_distance, scale, mask is not None, bias is not None
+    )
     landmark_fwd[launch.grid(batch, heads, seq)](
-        q, k, v, mask, bias, heads, seq, out,
-        NUM_LANDMARKS=num_landmarks, PINV_ITERATIONS=pinv_iterations, MAX_DISTANCE=max_distance,
-        SCALE=float(scale), HEAD_DIM=head_dim, HAS_MASK=mask is not None, HAS_BIAS=bias is not None,
-        **launch.constexprs(), num_warps=launch.num_warps, num_stages=launch.num_stages,
+        q, k, v, mask, bias, heads, seq, out, **constants, **compile_options(launch)
     )
     return out

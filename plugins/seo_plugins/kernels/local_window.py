@@ -12,6 +12,7 @@ import triton
 import triton.language as tl
 
 from seo_plugins.kernels import (
+    compile_options,
     dot,
     load_tile,
     online_softmax_step,
@@ -69,6 +70,17 @@ def local_window_fwd(
     tl.store(Out + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], out.to(Out.dtype.element_ty), mask=ok)
 
 
+def local_window_constants(head_dim, elem_bytes, window_left, window_right, max_distance, scale, has_mask, has_bias,
+                           upcast_dot=False):
+    """Tiles and compile-time constants of one configuration (shared by the JIT launch and AOT)."""
+    launch = local_window_launch(head_dim, window_left, window_right, elem_bytes)
+    constants = dict(
+        WINDOW_LEFT=window_left, WINDOW_RIGHT=window_right, MAX_DISTANCE=max_distance, SCALE=float(scale),
+        HEAD_DIM=head_dim, HAS_MASK=has_mask, HAS_BIAS=has_bias, UPCAST_DOT=upcast_dot, **launch.constexprs(),
+    )
+    return launch, constants
+
+
 def local_window_attention(q, k, v, window_left, window_right, key_padding_mask=None, rel_bias=None, *, scale):
     """Launch ``local_window_fwd`` on [B, H, S, D] tensors; returns a new tensor like q."""
     q, k, v, mask, bias, max_distance = prepare_inputs(local_window_fwd, q, k, v, key_padding_mask, rel_bias)
@@ -76,12 +88,11 @@ def local_window_attention(q, k, v, window_left, window_right, key_padding_mask=
     out = torch.empty_like(q)
     if out.numel() == 0:
         return out
-    launch = local_window_launch(head_dim, window_left, window_right)
+    launch, constants = local_window_constants(
+        head_dim, q.element_size(), window_left, window_right, max_distance, scale, mask is not None, bias is not None,
+        upcast_dot=upcast_dot(local_window_fwd, q.dtype),
+    )
     local_window_fwd[launch.grid(batch, heads, seq)](
-        q, k, v, mask, bias, heads, seq, out,
-        WINDOW_LEFT=window_left, WINDOW_RIGHT=window_right, MAX_DISTANCE=max_distance, SCALE=float(scale),
-        HEAD_DIM=head_dim, HAS_MASK=mask is not None, HAS_BIAS=bias is not None,
-        UPCAST_DOT=upcast_dot(local_window_fwd, q.dtype),
-        **launch.constexprs(), num_warps=launch.num_warps, num_stages=launch.num_stages,
+        q, k, v, mask, bias, heads, seq, out, **constants, **compile_options(launch)
     )
     return out
