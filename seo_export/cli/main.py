@@ -14,9 +14,12 @@ COMMANDS = {
     "info": "Show versions of torch, ONNX, ONNX Runtime, Triton, TensorRT and whether a CUDA GPU is visible.",
     "forward": "Run one forward pass of a model built from a config, and print output shapes and statistics.",
     "export": "Export a model variant to ONNX (seo:: custom nodes with portable function bodies).",
+    "validate": "Check exported variants against eager PyTorch on ONNX Runtime (and TensorRT), find breaks.",
     "inspect": "Show what an exported ONNX file is: metadata, inputs/outputs, op counts, custom nodes.",
     "build": "Build a TensorRT engine (and its manifest) from an ONNX file, with optimization profiles.",
     "run": "Run inference on an engine (TensorRT) or an ONNX file (ONNX Runtime or eager PyTorch); print latency.",
+    "bench": "Benchmark variants on eager PyTorch, ONNX Runtime and TensorRT: latency, speedup, peak memory.",
+    "plugins": "Compile the seo plugin kernels ahead of time to PTX (`plugins compile`), no GPU needed.",
 }
 
 

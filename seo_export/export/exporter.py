@@ -7,6 +7,7 @@ import copy
 import hashlib
 import io
 import json
+import logging
 import os
 import warnings
 from collections import Counter
@@ -21,7 +22,7 @@ from seo_export.errors import UsageError
 from seo_export.export import postprocess
 from seo_export.export.functions import DOMAIN, LANDMARK, LOCAL_WINDOW, OP_VERSION
 from seo_export.export.translation import translation_table
-from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, hidden_state_names
+from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, internal_names, keep_in_fp32
 from seo_export.models.transformer import SEOSpecificTransformer
 from seo_export.utils.files import atomic_path
 
@@ -80,14 +81,25 @@ def _dynamic_shapes(model: SEOSpecificTransformer) -> dict:
 
 
 def trace_to_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset: int = MIN_OPSET,
-                  io_dtype: str = "fp32", with_hidden_states: bool = False) -> onnx.ModelProto:
-    """torch.onnx (dynamo) export of the wrapper; seo ops become single seo:: nodes."""
+                  io_dtype: str = "fp32", keep_fp32: tuple[str, ...] = ()) -> onnx.ModelProto:
+    """torch.onnx (dynamo) export of the wrapper; seo ops become single seo:: nodes.
+
+    The internals (hidden states, attention outputs) are traced as outputs so that their
+    values carry stable names; ``postprocess.keep_outputs`` later demotes them.
+    """
     model = copy.deepcopy(model).eval()
     if precision == "fp16":
         model = model.half()
+        try:
+            keep_in_fp32(model, keep_fp32)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    elif keep_fp32:
+        raise UsageError("--keep-fp32 only applies to --precision fp16")
     output_dtype = torch.float32 if io_dtype == "fp32" else torch.float16
-    wrapper = ExportWrapper(model, output_dtype, with_hidden_states).eval()
-    outputs = OUTPUT_NAMES + (hidden_state_names(model.config.num_layers) if with_hidden_states else ())
+    wrapper = ExportWrapper(model, output_dtype, with_internals=True).eval()
+    outputs = OUTPUT_NAMES + internal_names(model.config.num_layers)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -116,19 +128,23 @@ def metadata_for(model: SEOSpecificTransformer, precision: str, opset: int, io_d
 
 
 def build_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset: int = MIN_OPSET,
-               decomposed: bool = False, io_dtype: str = "fp32", with_hidden_states: bool = False,
-               progress=None, weights: dict | None = None) -> onnx.ModelProto:
+               decomposed: bool = False, io_dtype: str = "fp32", with_internals: bool = False,
+               progress=None, weights: dict | None = None, keep_fp32: tuple[str, ...] = ()) -> onnx.ModelProto:
     """The finished ModelProto (checked), without writing it."""
     _check_arguments(precision, opset, io_dtype)
     step = progress or (lambda message: None)
     step("tracing the model with torch.onnx")
-    proto = trace_to_onnx(model, precision, opset, io_dtype, with_hidden_states)
+    proto = trace_to_onnx(model, precision, opset, io_dtype, tuple(keep_fp32))
     step("attaching seo functions and metadata")
+    if not with_internals:
+        postprocess.keep_outputs(proto, OUTPUT_NAMES)
     postprocess.strip_trace_metadata(proto)
     postprocess.attach_functions(proto)
     if decomposed:
         proto = postprocess.decompose(proto)
-    postprocess.set_metadata(proto, metadata_for(model, precision, opset, io_dtype, decomposed, weights))
+    metadata = metadata_for(model, precision, opset, io_dtype, decomposed, weights)
+    metadata[METADATA_PREFIX + "keep_fp32"] = json.dumps(list(keep_fp32))
+    postprocess.set_metadata(proto, metadata)
     step("checking the model")
     if proto.ByteSize() < EXTERNAL_DATA_THRESHOLD:
         onnx.checker.check_model(proto, full_check=True)
@@ -159,11 +175,14 @@ def save_model(proto: onnx.ModelProto, path: Path) -> bytes | None:
 
 def export_onnx(model: SEOSpecificTransformer, path: str | os.PathLike, precision: str = "fp32",
                 opset: int = MIN_OPSET, decomposed: bool = False, io_dtype: str = "fp32",
-                with_hidden_states: bool = False, progress=None, weights: dict | None = None) -> ExportResult:
+                with_internals: bool = False, progress=None, weights: dict | None = None,
+                keep_fp32: tuple[str, ...] = ()) -> ExportResult:
     """Export ``model`` to ``path``: one seo:: node per local/landmark attention call, each with a
     portable function body; ``decomposed`` inlines them. The file appears only when complete.
 
-    ``weights`` records where the weights came from ({"seed": n} or {"checkpoint_sha256": h}).
+    ``weights`` records where the weights came from ({"seed": n} or {"checkpoint_sha256": h});
+    ``keep_fp32`` names modules (e.g. ``layers.3.attention``) an FP16 export keeps in FP32;
+    ``with_internals`` keeps every layer's output as a graph output.
     """
     path = Path(path)
     if path.is_dir():
@@ -172,7 +191,7 @@ def export_onnx(model: SEOSpecificTransformer, path: str | os.PathLike, precisio
         raise UsageError(f"output folder {path.parent} does not exist; create it first")
     if not os.access(path.parent if str(path.parent) else ".", os.W_OK):
         raise UsageError(f"cannot write to {path.parent}: permission denied")
-    proto = build_onnx(model, precision, opset, decomposed, io_dtype, with_hidden_states, progress, weights)
+    proto = build_onnx(model, precision, opset, decomposed, io_dtype, with_internals, progress, weights, keep_fp32)
     if progress:
         progress(f"writing {path}")
     data = save_model(proto, path)

@@ -40,6 +40,43 @@ def attach_functions(model: onnx.ModelProto) -> None:
         model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OP_VERSION))
 
 
+def keep_outputs(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
+    """Keep only ``names`` as graph outputs and drop the nodes nothing reads any more.
+
+    The demoted values keep their names, so they can be promoted again later.
+    """
+    kept = [o for o in model.graph.output if o.name in names]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    needed = set(names)
+    live = []
+    for node in reversed(model.graph.node):
+        if any(out in needed for out in node.output):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    live.reverse()
+    del model.graph.node[:]
+    model.graph.node.extend(live)
+    inits = [t for t in model.graph.initializer if t.name in needed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
+
+
+def promote_outputs(model: onnx.ModelProto, names: list[str]) -> list[str]:
+    """Make the named intermediate values graph outputs again; returns those found."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = {v.name: v for v in inferred.graph.value_info}
+    produced = {out for node in model.graph.node for out in node.output}
+    present = {o.name for o in model.graph.output}
+    found = []
+    for name in names:
+        if name in produced and name not in present:
+            info = infos.get(name) or onnx.helper.make_empty_tensor_value_info(name)
+            model.graph.output.append(info)
+            found.append(name)
+    return found
+
+
 def strip_trace_metadata(model: onnx.ModelProto) -> None:
     """Node metadata holds stack traces with absolute paths: drop it so files are reproducible."""
     for node in model.graph.node:

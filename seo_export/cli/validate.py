@@ -1,0 +1,113 @@
+"""``seo-export validate``: parity of exported variants against eager PyTorch, and where it breaks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from seo_export.cli.common import positive_int, require
+from seo_export.models import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES
+
+BACKEND_NAMES = ("ort-fp32", "ort-fp16", "trt-fp16")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_argument_group("what to validate (default: every variant of the sweep model)")
+    which.add_argument("--all", action="store_true", help="every attention x encoding variant, plus causal ones")
+    which.add_argument("--config", help="TransformerConfig JSON: validate this model (with --all: its sizes, "
+                                        "every variant)")
+    which.add_argument("--attention", choices=ATTENTION_TYPES)
+    which.add_argument("--positional", choices=POSITIONAL_ENCODING_TYPES)
+    which.add_argument("--causal", action="store_true")
+    which.add_argument("--checkpoint", help="weights (.safetensors, or torch weights_only)")
+    which.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default 0)")
+    which.add_argument("--model", help="validate this exported .onnx instead of exporting")
+    parser.add_argument("--backends", default=",".join(BACKEND_NAMES),
+                        help=f"comma-separated from {', '.join(BACKEND_NAMES)} (trt-fp16 is skipped, with the "
+                             "reason, where TensorRT or a GPU is missing)")
+    parser.add_argument("--inputs", help=".npz with input_ids [B, S] (and attention_mask) instead of the edge cases")
+    parser.add_argument("--batch", type=positive_int, default=3, help="rows per input case (default 3)")
+    parser.add_argument("--max-len", type=positive_int, default=256, help="longest input length (default 256)")
+    parser.add_argument("--atol", type=float, default=1e-4, help="FP32 absolute tolerance (default 1e-4)")
+    parser.add_argument("--rtol", type=float, default=1e-4, help="FP32 relative tolerance (default 1e-4)")
+    parser.add_argument("--fp16-factor", type=float, default=2.0,
+                        help="FP16 passes within this multiple of eager FP16's own error (default 2)")
+    parser.add_argument("--fp16-floor", type=float, default=1e-3, help="plus this floor (default 1e-3)")
+    parser.add_argument("--no-locate", action="store_true", help="do not search for the layer where parity breaks")
+    parser.add_argument("--report-dir", help="write report.json, report.md and report.html here")
+
+
+def _runs(args):
+    from seo_export.models import TransformerConfig
+    from seo_export.parity.validate import SWEEP_CONFIG, VARIANTS, VariantRun, check_model_file
+
+    base = TransformerConfig.from_json(args.config) if args.config else None
+    if args.model:
+        require(not args.all, "--model validates one file; leave out --all")
+        config = check_model_file(Path(args.model), base)
+        return [VariantRun(config, args.seed, args.checkpoint, Path(args.model))]
+    single = args.attention or args.positional or args.causal
+    if single and not args.all:
+        config = (base or SWEEP_CONFIG).replace(
+            **{k: v for k, v in {"attention_type": args.attention, "positional_encoding_type": args.positional,
+                                 "use_causal_mask": True if args.causal else None}.items() if v is not None})
+        return [VariantRun(config, args.seed, args.checkpoint)]
+    if base is not None and not args.all:
+        return [VariantRun(base, args.seed, args.checkpoint)]
+    sizes = base or SWEEP_CONFIG
+    return [VariantRun(sizes.replace(attention_type=a, positional_encoding_type=p, use_causal_mask=c),
+                       args.seed, args.checkpoint) for a, p, c in VARIANTS]
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from seo_export.parity.cases import load_cases, make_cases
+    from seo_export.parity.report import summary_table, validate_report, write_report_dir
+    from seo_export.parity.validate import Tolerances, Validator, new_workdir
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in BACKEND_NAMES]
+    require(backends and not unknown, f"unknown backend {unknown[0] if unknown else '(none)'}; "
+                                      f"choose from {', '.join(BACKEND_NAMES)}")
+    report_dir = Path(args.report_dir) if args.report_dir else None
+    if report_dir is not None:
+        require(not report_dir.exists() or report_dir.is_dir(), f"--report-dir {report_dir} is a file")
+        require(report_dir.parent.exists(), f"--report-dir: folder {report_dir.parent} does not exist")
+    runs = _runs(args)
+
+    def cases_for(config):
+        if args.inputs:
+            return load_cases(args.inputs, config)
+        return make_cases(config, args.batch, args.max_len, args.seed)
+
+    for run_ in runs:  # fail on bad inputs before minutes of exporting
+        cases_for(run_.config)
+    console = Console(stderr=True)
+    tolerances = Tolerances(args.atol, args.rtol, args.fp16_factor, args.fp16_floor)
+    start = time.perf_counter()
+    with new_workdir() as workdir, Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                            TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("validating", total=None)
+        validator = Validator(backends, tolerances, Path(workdir), not args.no_locate,
+                              lambda message: progress.update(task, description=message))
+        outcome = validator.run(runs, cases_for)
+    for backend, reason in outcome.skipped.items():
+        console.print(f"[yellow]{backend} skipped:[/yellow] {escape(reason)}")
+    if not outcome.results:
+        print("seo-export validate: error: no backend could run; see the reasons above", file=sys.stderr)
+        return 2
+    report = validate_report(outcome.results)
+    report["summary"]["skipped"] = outcome.skipped
+    report["summary"]["wall_s"] = round(time.perf_counter() - start, 1)
+    Console().print(summary_table(report))
+    if report_dir is not None:
+        write_report_dir(report, report_dir, outcome.attention_maps)
+        console.print(f"reports written to {report_dir}")
+    summary = report["summary"]
+    console.print(f"{summary['passed']}/{summary['total']} checks passed in {summary['wall_s']} s")
+    return 0 if summary["all_passed"] else 1

@@ -1,0 +1,1 @@
+"""Parity: metrics, tolerance rules, the validate sweep, break finding and reports."""

@@ -1,0 +1,231 @@
+"""The validate sweep: every variant x backend x input case against eager PyTorch.
+
+For each variant the eager model is built once; each backend gets its own exported
+file (FP32 or FP16 graph), each input case is run on both, and every output is
+judged by its precision's rule. A failure is followed by the break search.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from seo_export.bench.timing import interleaved_times, median
+from seo_export.errors import MissingDependencyError, UsageError
+from seo_export.export import export_onnx
+from seo_export.export.wrapper import OUTPUT_NAMES, block_module
+from seo_export.models import TransformerConfig
+from seo_export.models.build import build_model, rebuild_model, weights_provenance
+from seo_export.parity import locate
+from seo_export.parity.cases import InputCase
+from seo_export.parity.eager import EagerModel, attention_map
+from seo_export.parity.metrics import compare
+from seo_export.parity.report import make_break, make_input, make_variant, validate_result, variant_label
+from seo_export.parity.tolerance import Verdict, check_fp16, check_fp32, combine
+
+# backend name -> (runtime, precision of the graph it runs)
+BACKENDS = {"ort-fp32": ("ort", "fp32"), "ort-fp16": ("ort", "fp16"), "trt-fp16": ("trt", "fp16")}
+
+# The default sweep's model: small enough that 19 variants x 2 graphs finish in minutes on 2 cores,
+# with a window and landmark count that the edge-case lengths straddle.
+SWEEP_CONFIG = TransformerConfig(
+    hidden_size=128, num_layers=2, num_heads=4, vocab_size=1000, intermediate_size=256,
+    dropout_rate=0.0, attention_dropout=0.0, attention_window_size=32, attention_num_landmarks=16,
+    attention_max_relative_position=8, positional_encoding_max_relative_position=8,
+    positional_encoding_max_len=512,
+)
+VARIANTS = [(a, p, False) for a in ("standard", "local", "sparse", "relative")
+            for p in ("sinusoidal", "learned", "relative", "rotary")] + [
+    ("standard", "rotary", True), ("local", "rotary", True), ("relative", "sinusoidal", True)]
+
+
+@dataclass
+class Tolerances:
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    fp16_factor: float = 2.0
+    fp16_floor: float = 1e-3
+
+
+@dataclass
+class VariantRun:
+    """One variant to validate: its config and where its weights come from (or a given file)."""
+
+    config: TransformerConfig
+    seed: int = 0
+    checkpoint: str | None = None
+    model_file: Path | None = None  # validate this file instead of exporting
+
+    @property
+    def variant(self) -> dict:
+        c = self.config
+        return make_variant(c.attention_type, c.positional_encoding_type, c.use_causal_mask)
+
+
+@dataclass
+class Outcome:
+    results: list[dict] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # backend -> reason
+    attention_maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def judge_for(precision: str, tolerances: Tolerances, real_mask: np.ndarray,
+              baseline: dict[str, np.ndarray] | None) -> Callable[[str, np.ndarray, np.ndarray], Verdict]:
+    """The rule for one precision: FP32 by atol/rtol, FP16 against eager FP16's own error."""
+
+    def judge(name: str, actual: np.ndarray, expected: np.ndarray) -> Verdict:
+        seq_axis = name != "pooler_output"
+        if precision == "fp32":
+            return check_fp32(actual, expected, real_mask, atol=tolerances.atol, rtol=tolerances.rtol,
+                              has_seq_axis=seq_axis)
+        return check_fp16(actual, expected, baseline[name], real_mask, factor=tolerances.fp16_factor,
+                          floor=tolerances.fp16_floor, has_seq_axis=seq_axis)
+
+    return judge
+
+
+def backend_available(backend: str) -> str | None:
+    """None when the backend can run here, else why not."""
+    if BACKENDS[backend][0] == "trt":
+        from seo_export.backends.tensorrt.loader import load_tensorrt
+
+        try:
+            load_tensorrt("the trt-fp16 backend")
+        except MissingDependencyError as exc:
+            return str(exc)
+    return None
+
+
+def make_runner(backend: str, onnx_path: Path, workdir: Path, max_seq: int, batch: int):
+    runtime, _ = BACKENDS[backend]
+    if runtime == "ort":
+        from seo_export.backends.ort_runner import OrtRunner
+
+        return OrtRunner(onnx_path)
+    from seo_export.backends.tensorrt.builder import build_engine
+    from seo_export.backends.tensorrt.profiles import parse_profile
+    from seo_export.backends.tensorrt.runner import TrtRunner
+
+    engine = workdir / f"{onnx_path.stem}.engine"
+    profile = parse_profile(f"batch=1:{batch}:{batch},seq=1:{max_seq}:{max_seq}")
+    build_engine(onnx_path, engine, [profile], timing_cache_path=workdir / "timing.cache")
+    return TrtRunner(engine)
+
+
+class Validator:
+    def __init__(self, backends: list[str], tolerances: Tolerances, workdir: Path, find_break: bool = True,
+                 progress: Callable[[str], None] | None = None):
+        self.backends, self.tolerances, self.workdir = backends, tolerances, workdir
+        self.find_break = find_break
+        self.progress = progress or (lambda message: None)
+        self.outcome = Outcome()
+
+    def run(self, runs: list[VariantRun], cases_for: Callable[[TransformerConfig], list[InputCase]]) -> Outcome:
+        for backend in self.backends:
+            reason = backend_available(backend)
+            if reason:
+                self.outcome.skipped[backend] = reason
+        for run in runs:
+            self.validate_variant(run, cases_for(run.config))
+        return self.outcome
+
+    def _eager_model(self, run: VariantRun):
+        if run.model_file is None:
+            return build_model(run.config, run.seed, run.checkpoint)
+        from seo_export.export.inspect import load_onnx, stored_metadata
+
+        provenance = stored_metadata(load_onnx(run.model_file), "weights") or {"seed": run.seed}
+        return rebuild_model(run.config, provenance, run.checkpoint)
+
+    def _model_file(self, run: VariantRun, model, precision: str, keep_fp32: tuple[str, ...] = ()) -> Path:
+        if run.model_file is not None and not keep_fp32:
+            return run.model_file
+        label = variant_label(run.variant).replace("/", "-")
+        suffix = "-fp32island-" + "-".join(keep_fp32) if keep_fp32 else ""
+        path = self.workdir / f"{label}-{precision}{suffix}.onnx"
+        if not path.exists():
+            export_onnx(model, path, precision=precision, keep_fp32=keep_fp32,
+                        weights=weights_provenance(run.seed, run.checkpoint))
+        return path
+
+    def validate_variant(self, run: VariantRun, cases: list[InputCase]) -> None:
+        label = variant_label(run.variant)
+        model = self._eager_model(run)
+        eager32 = EagerModel(model, torch.float32)
+        eager16 = None
+        longest = max(cases, key=lambda c: c.seq)
+        self.outcome.attention_maps[label] = attention_map(model, longest.feeds)
+        for backend in self.backends:
+            if backend in self.outcome.skipped:
+                continue
+            _, precision = BACKENDS[backend]
+            self.progress(f"{label}: exporting the {precision} graph")
+            path = self._model_file(run, model, precision)
+            if precision == "fp16" and eager16 is None:
+                eager16 = EagerModel(model, torch.float16)
+            max_seq, batch = longest.seq, max(c.batch for c in cases)
+            with make_runner(backend, path, self.workdir, max_seq, batch) as runner:
+                for case in cases:
+                    self.progress(f"{label}: {backend} on {case.name} (seq {case.seq})")
+                    self._check_case(run, model, backend, precision, runner, case, eager32, eager16, path)
+
+    def _check_case(self, run, model, backend, precision, runner, case, eager32, eager16, path) -> None:
+        expected = eager32(case.feeds)
+        baseline = eager16(case.feeds) if precision == "fp16" else None
+        actual = runner.infer(case.feeds)
+        judge = judge_for(precision, self.tolerances, case.real_mask, baseline)
+        verdicts = {name: judge(name, actual[name], expected[name]) for name in OUTPUT_NAMES}
+        verdict = combine(verdicts)
+        outputs = {name: compare(actual[name], expected[name], case.real_mask, rtol=self.tolerances.rtol,
+                                 has_seq_axis=name != "pooler_output") for name in OUTPUT_NAMES}
+        times = interleaved_times({"eager": lambda: eager32(case.feeds), "backend": lambda: runner.infer(case.feeds)},
+                                  rounds=2, warmup=0)
+        found = None
+        if not verdict.passed and self.find_break:
+            found = self._find_break(run, model, backend, precision, case, expected, baseline, path)
+        self.outcome.results.append(validate_result(
+            run.variant, backend, make_input(case.batch, case.seq, case.name), outputs, verdict,
+            backend_s=median(times["backend"]), eager_s=median(times["eager"]), break_=found))
+
+    def _find_break(self, run, model, backend, precision, case, expected, baseline, path) -> dict | None:
+        layers = run.config.num_layers
+        judge = judge_for(precision, self.tolerances, case.real_mask, baseline)
+        with locate.internals_workdir() as tmp:
+            probe, mapping = locate.with_internal_outputs(path, layers, Path(tmp))
+            with make_runner(backend, probe, Path(tmp), case.seq, case.batch) as runner:
+                values = runner.infer(case.feeds)
+        failure = locate.first_failure(judge, values, expected, mapping, layers)
+        if failure is None:
+            return make_break(layers, "output", None, None)  # internals pass: the pooler or final cast
+        layer, block, _ = failure
+        if precision != "fp16":
+            return make_break(layer, block)
+        module = block_module(layer, block)
+        island = self._model_file(run, model, precision, keep_fp32=(module,))
+        with make_runner(backend, island, self.workdir, case.seq, case.batch) as runner:
+            again = runner.infer(case.feeds)
+        fixed = combine({n: judge(n, again[n], expected[n]) for n in OUTPUT_NAMES}).passed
+        return make_break(layer, block, fixed, f"--keep-fp32 {module}" if fixed else None)
+
+
+def new_workdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="seo-export-validate-")
+
+
+def check_model_file(path: Path, config: TransformerConfig | None) -> TransformerConfig:
+    """The config a given ONNX file was exported from; refuses a file that does not match ``config``."""
+    from seo_export.export.inspect import config_from_onnx, load_onnx
+
+    if path.suffix in (".engine", ".plan"):
+        raise UsageError(f"{path}: validating a prebuilt engine needs its ONNX; pass the .onnx it was built from")
+    stored = config_from_onnx(load_onnx(path))
+    if config is not None and stored != config:
+        diffs = [f"{k}: file {v} vs config {getattr(config, k)}" for k, v in stored.to_dict().items()
+                 if getattr(config, k) != v]
+        raise UsageError(f"{path} does not match the given config ({'; '.join(diffs[:3])})")
+    return stored

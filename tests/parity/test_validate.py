@@ -1,0 +1,137 @@
+"""validate end to end: passing sweeps, a deliberately broken file, the break search, bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from safetensors.torch import save_file
+
+from seo_export.models.build import build_model
+from seo_export.parity.cases import edge_lengths, make_cases
+from seo_export.parity.validate import SWEEP_CONFIG
+
+TINY = {"hidden_size": 32, "num_layers": 3, "num_heads": 4, "vocab_size": 60, "intermediate_size": 64,
+        "dropout_rate": 0.0, "attention_dropout": 0.0, "attention_window_size": 6, "attention_num_landmarks": 4,
+        "positional_encoding_max_len": 64}
+
+
+def seo_export(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "seo_export.cli.main", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def test_edge_lengths_cover_the_listed_cases():
+    lengths = edge_lengths(SWEEP_CONFIG, 256)
+    w, landmarks = SWEEP_CONFIG.attention_window_size, SWEEP_CONFIG.attention_num_landmarks
+    assert {1, w - 1, w, w + 1, landmarks - 1, 256} <= set(lengths.values())
+    assert lengths["off-segment"] % landmarks != 0
+    cases = make_cases(SWEEP_CONFIG, batch=3, max_len=256)
+    assert all(c.feeds["attention_mask"][1:].sum() < c.feeds["attention_mask"][1:].size or c.seq == 1 for c in cases)
+
+
+def test_learned_encoding_caps_the_longest_case():
+    config = SWEEP_CONFIG.replace(positional_encoding_type="learned", positional_encoding_max_len=100)
+    assert max(edge_lengths(config, 256).values()) == 100
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory):
+    """Weights with no two tensors alike, so the exporter cannot share initializers between layers."""
+    from seo_export import TransformerConfig
+
+    directory = tmp_path_factory.mktemp("perturbed")
+    config = TransformerConfig(**TINY, attention_type="local")
+    model = build_model(config, seed=0)
+    generator = torch.Generator().manual_seed(3)
+    state = {k: (v + 0.05 * torch.randn(v.shape, generator=generator)) if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "w.safetensors"))
+    (directory / "c.json").write_text(json.dumps({**TINY, "attention_type": "local"}))
+    return directory
+
+
+def test_validate_passes_an_honest_export_and_fails_a_perturbed_one(random_checkpoint, tmp_path):
+    d = random_checkpoint
+    exported = seo_export("export", "--config", d / "c.json", "--checkpoint", d / "w.safetensors", "-o", d / "m.onnx")
+    assert exported.returncode == 0, exported.stderr
+    common = ["--checkpoint", d / "w.safetensors", "--backends", "ort-fp32", "--max-len", 20]
+    ok = seo_export("validate", "--model", d / "m.onnx", *common, "--report-dir", tmp_path / "ok")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    # Perturb the output projection of the second layer's attention: the node that produces
+    # its attention_output value.
+    model = onnx.load_model(str(d / "m.onnx"))
+    producer = next(n for n in model.graph.node if "attention_output_2" in n.output)
+    weights = {t.name: t for t in model.graph.initializer}
+    name = next(i for i in producer.input if i in weights)
+    values = numpy_helper.to_array(weights[name])
+    noise = np.random.default_rng(0).normal(0, 0.5, values.shape).astype(values.dtype)  # not a constant shift,
+    weights[name].CopyFrom(numpy_helper.from_array(values + noise, name))  # which the next LayerNorm would cancel
+    onnx.save_model(model, str(d / "broken.onnx"))
+
+    broken = seo_export("validate", "--model", d / "broken.onnx", *common, "--report-dir", tmp_path / "bad")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    report = json.loads((tmp_path / "bad" / "report.json").read_text())
+    failed = [r for r in report["results"] if not r["verdict"]["passed"]]
+    assert failed and all(r["break"] == {"layer": 2, "block": "attention", "fixed_by_fp32": None, "flag": None}
+                          for r in failed)
+    assert "layer 2" in (tmp_path / "bad" / "report.md").read_text()
+
+
+def test_checkpoint_provenance_is_enforced(random_checkpoint):
+    d = random_checkpoint
+    if not (d / "m.onnx").exists():
+        pytest.skip("needs the export made by the test above")
+    result = seo_export("validate", "--model", d / "m.onnx", "--backends", "ort-fp32")
+    assert result.returncode == 2 and "pass the same file with --checkpoint" in result.stderr
+
+
+def test_fp16_break_search_tries_keeping_the_block_in_fp32(tmp_path):
+    """A tolerance no FP16 graph can meet makes the search run; keeping the block in FP32 is then tried."""
+    from seo_export import TransformerConfig
+    from seo_export.parity.validate import Tolerances, Validator, VariantRun
+
+    config = TransformerConfig(**{**TINY, "num_layers": 2}, attention_type="standard")
+    cases = make_cases(config, batch=2, max_len=12)[-1:]
+    validator = Validator(["ort-fp16"], Tolerances(fp16_factor=0.0, fp16_floor=1e-9), tmp_path)
+    outcome = validator.run([VariantRun(config)], lambda c: cases)
+    (result,) = outcome.results
+    assert not result["verdict"]["passed"]
+    brk = result["break"]
+    assert brk["layer"] == 0 and brk["block"] == "embeddings"  # FP16 rounding starts at the embeddings
+    assert brk["fixed_by_fp32"] is False and brk["flag"] is None  # the rest of the graph is still FP16
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--backends", "ort-int8"], "unknown backend ort-int8"),
+    (["--model", "missing.onnx"], "does not exist"),
+    (["--inputs", "nope.npz", "--attention", "local"], "does not exist"),
+    (["--report-dir", "no/such/dir/r"], "does not exist"),
+])
+def test_bad_input_is_one_line(tmp_path, args, fragment):
+    result = seo_export("validate", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr
+
+
+def test_inputs_of_the_wrong_shape_are_refused(tmp_path):
+    np.savez(tmp_path / "in.npz", input_ids=np.zeros((2, 3, 4), dtype=np.int64))
+    result = seo_export("validate", "--attention", "local", "--inputs", tmp_path / "in.npz")
+    assert result.returncode == 2 and "input_ids must be a non-empty [batch, seq] integer array" in result.stderr
+
+
+def test_model_that_does_not_match_the_config_is_refused(random_checkpoint, tmp_path):
+    d = random_checkpoint
+    if not (d / "m.onnx").exists():
+        pytest.skip("needs the export made by the test above")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**TINY, "attention_type": "local", "hidden_size": 64}))
+    result = seo_export("validate", "--model", d / "m.onnx", "--config", other)
+    assert result.returncode == 2 and "does not match the given config" in result.stderr
+    assert not list(tmp_path.glob("report*"))
