@@ -40,3 +40,11 @@ def positive_int(text: str) -> int:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+def output_console():
+    """A rich Console for results: full width in a terminal, 200 columns when piped (no 80-column cut)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)

@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fp16 writes the strongly typed graph TensorRT builds as it is")
     parser.add_argument("--io-dtype", choices=("fp32", "fp16"), default="fp32", help="dtype of the float outputs")
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}")
+    parser.add_argument("--keep-fp32", action="append", default=[], metavar="MODULE",
+                        help="with --precision fp16, keep this module in FP32 (e.g. layers.3.attention); repeatable")
     parser.add_argument("--decomposed", action="store_true", help="inline the seo:: nodes: standard ops only")
     parser.add_argument("-o", "--output", required=True, help="output .onnx path (written atomically)")
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         result = export_onnx(model, args.output, precision=args.precision, opset=args.opset,
                              decomposed=args.decomposed, io_dtype=args.io_dtype,
                              progress=lambda message: status.update(message),
-                             weights=weights_provenance(args.seed, args.checkpoint))
+                             weights=weights_provenance(args.seed, args.checkpoint),
+                             keep_fp32=tuple(args.keep_fp32))
     console.print(
         f"wrote {result.path} ({result.precision}, opset {result.opset}, "
         f"{sum(result.op_counts.values())} nodes, {result.custom_nodes} seo:: nodes) "

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from seo_export.cli.common import positive_int, require
+from seo_export.cli.common import output_console, positive_int, require
 from seo_export.models import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES
 
 BACKEND_NAMES = ("ort-fp32", "ort-fp16", "trt-fp16")
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     report = validate_report(outcome.results)
     report["summary"]["skipped"] = outcome.skipped
     report["summary"]["wall_s"] = round(time.perf_counter() - start, 1)
-    Console().print(summary_table(report))
+    output_console().print(summary_table(report))
     if report_dir is not None:
         write_report_dir(report, report_dir, outcome.attention_maps)
         console.print(f"reports written to {report_dir}")

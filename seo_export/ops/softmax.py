@@ -9,17 +9,15 @@ def masked_softmax(logits: torch.Tensor, allowed: torch.Tensor, dim: int = -1) -
     """Softmax over ``allowed`` entries only; a row with no allowed entry is all zeros.
 
     Computed in float32 at least (FP16 logits overflow in exp) and returned in the
-    logits' dtype. Masking uses ``where`` rather than adding -inf/-1e9 so that an
-    empty row never produces NaN.
+    logits' dtype. Excluded entries are selected away with ``where`` (never by adding
+    a large negative number): they are set to the lowest float32 before the softmax,
+    so an empty row gives a finite uniform row (no NaN, not even in the backward
+    pass), and zeroed after it. Exported, this is Where -> Softmax -> Where, the
+    pattern TensorRT and ONNX Runtime fuse with the surrounding MatMuls.
     """
     work = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    neg_inf = torch.tensor(float("-inf"), dtype=work.dtype, device=work.device)
-    row_max = torch.where(allowed, work, neg_inf).amax(dim=dim, keepdim=True)
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    exp = torch.where(allowed, torch.exp(work - row_max), torch.zeros_like(work))
-    denom = exp.sum(dim=dim, keepdim=True)
-    probs = exp / torch.where(denom > 0, denom, torch.ones_like(denom))
-    return probs.to(logits.dtype)
+    probs = torch.softmax(work.masked_fill(~allowed, torch.finfo(work.dtype).min), dim=dim)
+    return torch.where(allowed, probs, torch.zeros((), dtype=probs.dtype, device=probs.device)).to(logits.dtype)
 
 
 def relative_bucket(rel: torch.Tensor, max_relative_position: int) -> torch.Tensor:

@@ -184,7 +184,7 @@ class Validator:
         outputs = {name: compare(actual[name], expected[name], case.real_mask, rtol=self.tolerances.rtol,
                                  has_seq_axis=name != "pooler_output") for name in OUTPUT_NAMES}
         times = interleaved_times({"eager": lambda: eager32(case.feeds), "backend": lambda: runner.infer(case.feeds)},
-                                  rounds=2, warmup=0)
+                                  rounds=3, warmup=0)
         found = None
         if not verdict.passed and self.find_break:
             found = self._find_break(run, model, backend, precision, case, expected, baseline, path)

@@ -119,3 +119,18 @@ def test_inspect_refuses_a_file_that_is_not_onnx(tmp_path):
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"\x00garbage\xff" * 10)
     assert_one_line_error(seo_export("inspect", str(bad)), "is not an ONNX model")
+
+
+def test_keep_fp32_island_exports_and_names_bad_modules(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"hidden_size": 32, "num_layers": 2, "num_heads": 4, "vocab_size": 50,
+                                  "intermediate_size": 64}))
+    ok = seo_export("export", "--config", str(config), "--precision", "fp16", "--keep-fp32", "layers.1.attention",
+                    "-o", str(tmp_path / "m.onnx"))
+    assert ok.returncode == 0, ok.stderr
+    info = json.loads(seo_export("inspect", str(tmp_path / "m.onnx"), "--json").stdout)
+    assert info["seo_export"]["keep_fp32"] == '["layers.1.attention"]'
+    bad = seo_export("export", "--config", str(config), "--precision", "fp16", "--keep-fp32", "layers.9.mlp",
+                     "-o", str(tmp_path / "n.onnx"))
+    assert_one_line_error(bad, "the model has no such module")
+    assert not (tmp_path / "n.onnx").exists()

@@ -108,7 +108,10 @@ def register_seo_plugins() -> PluginRegistration:
     except ImportError as exc:  # no plugins: models without seo nodes still build
         return PluginRegistration(None, f"{PLUGIN_MODULE} cannot be imported: {exc}")
     register = getattr(module, "register_plugins", None)
-    result = register() if callable(register) else None
+    try:
+        result = register() if callable(register) else None
+    except ImportError as exc:  # the module is there, but not what it needs (TensorRT's plugin API, Triton)
+        return PluginRegistration(None, f"{PLUGIN_MODULE} cannot register the seo plugins: {exc}")
     return PluginRegistration(fingerprint(result) or sha256_file(module.__file__))
 
 

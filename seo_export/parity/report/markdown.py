@@ -119,7 +119,9 @@ def summary_table(report: dict) -> Table:
     columns, rows = summary_rows(report)
     table = Table(title=f"seo-export {report['kind']}")
     for name in columns:
-        table.add_column(name, justify="left" if name in ("Variant", "Backend") else "right")
+        # Variant names are the key of the table: never truncate them.
+        table.add_column(name, justify="left" if name in ("Variant", "Backend") else "right",
+                         no_wrap=name in ("Variant", "Backend"), min_width=len(name))
     styles = {"PASS": "green", "FAIL": "bold red"}
     for row in rows:
         # Text cells, not markup strings: a '[' in a variant name must not be read as rich markup.

@@ -1,0 +1,397 @@
+"""The ``seo-export bench`` engine: variants x batch x seq, backends timed side by side.
+
+For each selected variant the model is built once (seeded weights), exported to ONNX once
+into a temporary cache, and a runner is made per backend (eager PyTorch, ONNX Runtime, and
+TensorRT where it is available). For every batch x seq point the backends are warmed up and
+then timed *interleaved* (one call of each per round, see ``timing.interleaved_times``), so a
+noisy, shared machine slows all of them alike and the speedup against eager PyTorch is a
+ratio from the same run. Each point's peak memory is measured per backend in a fresh
+subprocess (``peak_rss_growth_mb``; see there why not ``memory.peak_memory_mb``): the growth
+of resident memory during one call after the model is loaded and has run one tiny input, i.e.
+activations and workspace (ONNX Runtime's arena included), not weights or code. TensorRT
+memory lives on the GPU, which an RSS probe cannot see, so it is not measured (null).
+
+What could not be run is skipped with a reason instead of failing the sweep: TensorRT where
+it or a GPU is missing, and points longer than a learned positional table. Everything is
+returned as a ``bench`` report (``seo_export.parity.report.bench_report``); the settings and
+the skips are recorded in its ``environment`` (``bench`` and ``skipped``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from seo_export.bench.timing import interleaved_times, median
+from seo_export.errors import MissingDependencyError, UsageError
+from seo_export.models.config import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES, TransformerConfig
+
+BACKENDS = ("torch", "ort", "trt")
+#: Every attention kind x positional encoding, non-causal: what ``--all`` benches.
+ALL_VARIANTS = tuple((a, p, False) for a in ATTENTION_TYPES for p in POSITIONAL_ENCODING_TYPES)
+
+#: The memory probes first run one tiny input, so code paging and thread-pool start-up are not counted.
+PROBE_WARMUP_SEQ = 8
+
+Progress = Callable[[str, int, int], None]  # (message, steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class Variant:
+    attention: str
+    positional: str
+    causal: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.attention}/{self.positional}" + ("/causal" if self.causal else "")
+
+    @property
+    def file_stem(self) -> str:
+        return self.label.replace("/", "-")
+
+    def as_dict(self) -> dict:
+        return {"attention": self.attention, "positional": self.positional, "causal": self.causal}
+
+
+@dataclass
+class SweepSettings:
+    """What to measure. ``base_config`` gives every field but the variant's three."""
+
+    variants: Sequence[Variant]
+    base_config: TransformerConfig = field(default_factory=TransformerConfig)
+    backends: Sequence[str] = ("torch", "ort")
+    batches: Sequence[int] = (1,)
+    seqs: Sequence[int] = (512,)
+    warmup: int = 2
+    iterations: int = 10
+    seed: int = 0
+    threads: int | None = None  # None: torch's current setting, given to ORT's intra-op pool too
+    memory: bool = True
+    memory_timeout_s: float = 900.0
+
+
+@dataclass
+class SweepOutcome:
+    report: dict
+    skipped: list[dict]  # {"backend" or "variant"/"batch"/"seq", "reason"}
+    settings: dict  # what environment["bench"] records
+
+
+# ----------------------------------------------------------------------------- pieces
+
+def variant_config(base: TransformerConfig, variant: Variant) -> TransformerConfig:
+    """The benchmarked model: ``base`` with the variant's kinds and no dropout (eval anyway)."""
+    return base.replace(attention_type=variant.attention, positional_encoding_type=variant.positional,
+                        use_causal_mask=variant.causal, dropout_rate=0.0, attention_dropout=0.0)
+
+
+def bench_inputs(batch: int, seq: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded token ids with every position real (padding does not change these models' cost)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, max(vocab_size, 2), size=(batch, seq), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def trt_unavailable_reason() -> str | None:
+    """None where TensorRT engines can be built and run here, else the one-line reason."""
+    from seo_export.backends.tensorrt.loader import load_tensorrt
+
+    try:
+        load_tensorrt("benchmarking with TensorRT")
+    except MissingDependencyError as exc:
+        return str(exc)
+    return None
+
+
+def accelerator_device() -> str:
+    """Eager PyTorch runs where the other backends do: CUDA when a GPU is visible."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def point_skip_reason(config: TransformerConfig, seq: int) -> str | None:
+    if config.positional_encoding_type == "learned" and seq > config.positional_encoding_max_len:
+        return (f"seq {seq} exceeds the learned positional table "
+                f"(positional_encoding_max_len={config.positional_encoding_max_len})")
+    return None
+
+
+# The memory probe. Not ``memory.peak_memory_mb``: that reads getrusage's ru_maxrss, which on
+# Linux a child inherits from its parent across fork + exec, so a probe started from this (large)
+# process would report the parent's peak. VmHWM belongs to the child's own address space, and
+# writing "5" to /proc/self/clear_refs restarts it after the setup (model build, graph
+# optimisation, which can peak higher than the call itself).
+_PROBE = """
+import importlib, json, sys
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+fn = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+except OSError:
+    print(json.dumps({"peak_mb": None}))
+    sys.exit(0)
+before = status("VmRSS")
+fn()
+print(json.dumps({"peak_mb": (status("VmHWM") - before) / 1024}))
+"""
+
+
+def peak_rss_growth_mb(setup: str, kwargs: dict, timeout: float = 900.0) -> float | None:
+    """Peak RSS growth of ``getattr(this module, setup)(**kwargs)()`` in a fresh interpreter; None when
+    it failed, ran out of time, or this kernel cannot restart the peak mark."""
+    try:
+        result = subprocess.run([sys.executable, "-c", _PROBE, __name__, setup, json.dumps(kwargs)],
+                                capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if result.returncode != 0 or not result.stdout.strip():
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+# Probe setups: run in a fresh interpreter by ``peak_rss_growth_mb``; each returns one call.
+def probe_torch(config: dict, seed: int, batch: int, seq: int, threads: int, device: str = "cpu"):
+    import torch
+
+    from seo_export.backends.torch_runner import TorchRunner
+    from seo_export.models.build import build_model
+
+    torch.set_num_threads(threads)
+    cfg = TransformerConfig.from_dict(config)
+    runner = TorchRunner(build_model(cfg, seed), device=device).activate()
+    feeds = bench_inputs(batch, seq, cfg.vocab_size, seed)
+    runner.infer(bench_inputs(1, PROBE_WARMUP_SEQ, cfg.vocab_size, seed))  # page in kernels, start thread pools
+    return lambda: runner.infer(feeds)
+
+
+def probe_ort(path: str, vocab_size: int, seed: int, batch: int, seq: int, threads: int):
+    from seo_export.backends.ort_runner import OrtRunner
+
+    runner = OrtRunner(path, intra_op_threads=threads).activate()
+    feeds = bench_inputs(batch, seq, vocab_size, seed)
+    runner.infer(bench_inputs(1, PROBE_WARMUP_SEQ, vocab_size, seed))
+    return lambda: runner.infer(feeds)
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def ort_threads(runner) -> int | None:
+    """The intra-op thread count an ORT session was given (0 means ORT's own default)."""
+    value = runner.session.get_session_options().intra_op_num_threads
+    return value or None
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+def check_settings(settings: SweepSettings) -> None:
+    unknown = [b for b in settings.backends if b not in BACKENDS]
+    if unknown:
+        raise UsageError(f"unknown backend {unknown[0]!r}; valid: {', '.join(BACKENDS)}")
+    if not settings.backends:
+        raise UsageError("no backend to benchmark; pass --backends torch,ort,trt or a subset")
+    if not settings.variants:
+        raise UsageError("no variant to benchmark")
+    for name, values in (("batch", settings.batches), ("seq", settings.seqs)):
+        if not values or any(int(v) <= 0 for v in values):
+            raise UsageError(f"--{name} needs positive integers, got {list(values)}")
+    if settings.iterations <= 0 or settings.warmup < 0:
+        raise UsageError("--iterations must be > 0 and --warmup >= 0")
+    for variant in settings.variants:  # ConfigError (one line) for e.g. causal sparse, before any work
+        variant_config(settings.base_config, variant)
+
+
+def usable_backends(requested: Sequence[str]) -> tuple[list[str], list[dict]]:
+    """(backends to run, skipped backends with reasons); only TensorRT can be missing."""
+    backends, skipped = [], []
+    for name in dict.fromkeys(requested):
+        reason = trt_unavailable_reason() if name == "trt" else None
+        if reason:
+            skipped.append({"backend": name, "reason": reason})
+        else:
+            backends.append(name)
+    if not backends:
+        raise UsageError("nothing to benchmark: " + "; ".join(f"{s['backend']} skipped: {s['reason']}"
+                                                              for s in skipped))
+    return backends, skipped
+
+
+def _trt_runner(settings: SweepSettings, model, directory: Path, variant: Variant):
+    """Export the FP16 graph TensorRT builds as it is, build an engine covering every point, load it."""
+    from seo_export.backends.tensorrt import TrtRunner, build_engine
+    from seo_export.backends.tensorrt.profiles import DimRange, Profile
+    from seo_export.export import export_onnx
+
+    path = directory / f"{variant.file_stem}-fp16.onnx"
+    export_onnx(model, path, precision="fp16")
+    batches, seqs = sorted(settings.batches), sorted(settings.seqs)
+    profile = Profile(batch=DimRange(batches[0], batches[-1], batches[-1]), seq=DimRange(seqs[0], seqs[-1], seqs[-1]))
+    engine = directory / f"{variant.file_stem}-fp16.engine"
+    build_engine(path, engine, [profile])
+    return TrtRunner(engine)
+
+
+def run_sweep(settings: SweepSettings, progress: Progress | None = None,
+              workdir: str | os.PathLike | None = None) -> SweepOutcome:
+    """Measure every variant x batch x seq point; see the module docstring."""
+    import torch
+
+    from seo_export.backends.ort_runner import OrtRunner
+    from seo_export.backends.torch_runner import TorchRunner
+    from seo_export.export import export_onnx
+    from seo_export.models.build import build_model
+    from seo_export.parity.report import bench_report, collect_environment
+
+    check_settings(settings)
+    backends, skipped = usable_backends(settings.backends)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    threads = torch.get_num_threads()
+    device = accelerator_device()
+    points = [(b, s) for b in settings.batches for s in settings.seqs]
+    total = len(settings.variants) * (1 + len(points))
+    done = 0
+
+    def step(message: str, advance: int = 0) -> None:
+        nonlocal done
+        done += advance
+        if progress is not None:
+            progress(message, done, total)
+
+    results: list[dict] = []
+    ort_intra = None
+    load_before = _load_average()
+    with contextlib.ExitStack() as stack:
+        directory = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="seo-bench-")))
+        for variant in settings.variants:
+            config = variant_config(settings.base_config, variant)
+            model = build_model(config, settings.seed)
+            onnx_path = directory / f"{variant.file_stem}.onnx"
+            step(f"{variant.label}: exporting to ONNX")
+            if "ort" in backends:
+                export_onnx(model, onnx_path, precision="fp32")
+            runners = {}
+            for name in backends:
+                if name == "torch":
+                    runners[name] = TorchRunner(model, device=device)
+                elif name == "ort":
+                    runners[name] = OrtRunner(onnx_path, intra_op_threads=threads)
+                else:
+                    runners[name] = _trt_runner(settings, model, directory, variant)
+            step(f"{variant.label}: exported", advance=1)
+            with contextlib.ExitStack() as active:
+                for runner in runners.values():
+                    active.enter_context(runner)
+                if "ort" in runners:
+                    ort_intra = ort_threads(runners["ort"])
+                for batch, seq in points:
+                    reason = point_skip_reason(config, seq)
+                    if reason:
+                        skipped.append({"variant": variant.label, "batch": batch, "seq": seq, "reason": reason})
+                        step(f"{variant.label} b{batch} s{seq}: skipped", advance=1)
+                        continue
+                    step(f"{variant.label} b{batch} s{seq}: timing {', '.join(runners)}")
+                    results += _measure_point(settings, variant, config, runners, batch, seq, onnx_path,
+                                              threads, ort_intra, device)
+                    step(f"{variant.label} b{batch} s{seq}: done", advance=1)
+            del model, runners
+
+    bench_settings = {
+        "warmup": settings.warmup,
+        "iterations": settings.iterations,
+        "seed": settings.seed,
+        "backends": backends,
+        "torch_device": device,
+        "timing": "interleaved: one call of each backend per round; speedup_vs_torch = torch p50 / backend p50",
+        "peak_mb": ("peak RSS growth during one call in a fresh process, after the model is loaded and has run "
+                    f"one [1, {PROBE_WARMUP_SEQ}] input (activations and workspace, not weights or code); "
+                    "null for TensorRT (GPU memory)")
+        if settings.memory else "not measured",
+        # The machine is shared: its load during the run says how much to trust absolute times.
+        "load_average_1min": {"start": load_before, "end": _load_average()},
+        "model": {k: v for k, v in settings.base_config.to_dict().items()
+                  if k not in ("attention_type", "positional_encoding_type", "use_causal_mask")},
+    }
+    environment = collect_environment({"ort_intra_op": ort_intra} if ort_intra else None)
+    environment["bench"] = bench_settings
+    environment["skipped"] = skipped
+    return SweepOutcome(bench_report(results, environment=environment), skipped, bench_settings)
+
+
+def _measure_point(settings: SweepSettings, variant: Variant, config: TransformerConfig, runners: dict,
+                   batch: int, seq: int, onnx_path: Path, threads: int, ort_intra: int | None,
+                   device: str) -> list[dict]:
+    from seo_export.parity.report import bench_result
+
+    feeds = bench_inputs(batch, seq, config.vocab_size, settings.seed)
+    contenders = {name: (lambda r=runner: r.infer(feeds)) for name, runner in runners.items()}
+    samples = interleaved_times(contenders, rounds=settings.iterations, warmup=settings.warmup)
+    p50 = {name: median(times) for name, times in samples.items()}
+    results = []
+    for name, times in samples.items():
+        speedup = p50["torch"] / p50[name] if "torch" in p50 and p50[name] > 0 else None
+        peak = None
+        if settings.memory and name in ("torch", "ort"):
+            peak = _probe(name, config, settings, batch, seq, onnx_path, threads, device)
+        backend_threads = threads if name == "torch" else ort_intra if name == "ort" else None
+        results.append(bench_result(variant.as_dict(), name, batch, seq, times, speedup_vs_torch=speedup,
+                                    peak_mb=peak, threads=backend_threads))
+    return results
+
+
+def _probe(name: str, config: TransformerConfig, settings: SweepSettings, batch: int, seq: int, onnx_path: Path,
+           threads: int, device: str) -> float | None:
+    if name == "torch":
+        kwargs = {"config": config.to_dict(), "seed": settings.seed, "batch": batch, "seq": seq,
+                  "threads": threads, "device": device}
+        return peak_rss_growth_mb("probe_torch", kwargs, timeout=settings.memory_timeout_s)
+    kwargs = {"path": str(onnx_path), "vocab_size": config.vocab_size, "seed": settings.seed, "batch": batch,
+              "seq": seq, "threads": threads}
+    return peak_rss_growth_mb("probe_ort", kwargs, timeout=settings.memory_timeout_s)
+
+
+def parse_variants(attention: Sequence[str], positional: Sequence[str], causal: bool) -> list[Variant]:
+    """The cartesian product of the given kinds (each validated)."""
+    for value, valid, what in ((attention, ATTENTION_TYPES, "attention"),
+                               (positional, POSITIONAL_ENCODING_TYPES, "positional encoding")):
+        for item in value:
+            if item not in valid:
+                raise UsageError(f"unknown {what} {item!r}; valid: {', '.join(valid)}")
+    return [Variant(a, p, causal) for a in dict.fromkeys(attention) for p in dict.fromkeys(positional)]
+
+
+def all_variants() -> list[Variant]:
+    return [Variant(*v) for v in ALL_VARIANTS]
+
+
+__all__ = [
+    "ALL_VARIANTS",
+    "BACKENDS",
+    "SweepOutcome",
+    "SweepSettings",
+    "Variant",
+    "all_variants",
+    "bench_inputs",
+    "parse_variants",
+    "run_sweep",
+    "variant_config",
+]
