@@ -23,10 +23,12 @@ from seo_export.export import postprocess
 from seo_export.export.functions import DOMAIN, LANDMARK, LOCAL_WINDOW, OP_VERSION
 from seo_export.export.translation import translation_table
 from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, internal_names, keep_in_fp32
+from seo_export.models.attention import MultiHeadAttention
 from seo_export.models.transformer import SEOSpecificTransformer
 from seo_export.utils.files import atomic_path
 
-MIN_OPSET, MAX_OPSET = 18, 23  # seo_export.cli.export repeats these for its --help
+MIN_OPSET, MAX_OPSET = 18, 23
+ATTENTION_OP_OPSET = 23  # ONNX's Attention op for standard attention from here on  # seo_export.cli.export repeats these for its --help
 PRECISIONS = ("fp32", "fp16")
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's hard limit for one message
 METADATA_PREFIX = "seo_export."
@@ -96,6 +98,10 @@ def trace_to_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset:
             raise UsageError(str(exc)) from None
     elif keep_fp32:
         raise UsageError("--keep-fp32 only applies to --precision fp16")
+    if opset >= ATTENTION_OP_OPSET:
+        for module in model.modules():
+            if isinstance(module, MultiHeadAttention):
+                module.fused_attention = True
     output_dtype = torch.float32 if io_dtype == "fp32" else torch.float16
     wrapper = ExportWrapper(model, output_dtype, with_internals=True).eval()
     outputs = OUTPUT_NAMES + internal_names(model.config.num_layers)

@@ -93,9 +93,8 @@ class SEOSpecificTransformer(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        for name, param in module.named_parameters(recurse=False):
-            if name in ("rel_key", "rel_value", "bias") and param.dim() == 2 and not isinstance(module, nn.Linear):
-                nn.init.normal_(param, std=std)
+        if hasattr(module, "reset_relative_tables"):  # Shaw tables and the relative-position bias
+            module.reset_relative_tables(std)
 
     def _check_inputs(self, input_ids, attention_mask, token_type_ids) -> None:
         if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):

@@ -126,3 +126,26 @@ def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=match):
         export_onnx(small_model(LOCAL), tmp_path / "m.onnx", **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_opset_23_writes_standard_attention_as_the_attention_op(tmp_path, precision):
+    import torch
+
+    from tests.export.helpers import eager
+
+    variant = ("standard", "rotary", True)
+    model = small_model(variant)
+    result = export_onnx(model, tmp_path / "m.onnx", precision=precision, opset=23)
+    assert result.op_counts.get("Attention") == 2
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    for seq in (1, 13):
+        feeds = padded_inputs(3, seq)
+        got = session.run(["last_hidden_state"], feeds)[0]
+        want = eager(model, feeds)["last_hidden_state"]
+        assert np.isfinite(got).all()
+        if precision == "fp32":
+            assert np.abs(got - want).max() <= 1e-4
+        else:
+            half = eager(model, feeds, torch.float16)["last_hidden_state"]
+            assert np.abs(got - want).max() <= 2 * np.abs(half - want).max() + 1e-3

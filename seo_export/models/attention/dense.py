@@ -28,7 +28,13 @@ def bias_logits(rel_bias: torch.Tensor | None, seq: int, device) -> torch.Tensor
 
 
 class MultiHeadAttention(AttentionBase):
-    """Scaled dot-product attention, scale 1 / sqrt(head_dim)."""
+    """Scaled dot-product attention, scale 1 / sqrt(head_dim).
+
+    ``fused_attention`` (set by the exporter for opset >= 23) computes the same thing with
+    ``F.scaled_dot_product_attention``, which torch.onnx writes as ONNX's ``Attention`` op.
+    """
+
+    fused_attention = False
 
     def logits(self, q, k, query_plain) -> torch.Tensor:
         return torch.matmul(q, k.transpose(-1, -2)) * self.scale
@@ -38,10 +44,20 @@ class MultiHeadAttention(AttentionBase):
 
     def attend(self, q, k, v, key_padding_mask, rel_bias, need_weights, query_plain):
         seq = q.shape[2]
+        if self.fused_attention and rel_bias is None and not need_weights and type(self) is MultiHeadAttention:
+            return self._fused(q, k, v, dense_allowed(seq, key_padding_mask, self.causal, q.device)), None
         logits = self.logits(q, k, query_plain) + bias_logits(rel_bias, seq, q.device)
         probs = masked_softmax(logits, dense_allowed(seq, key_padding_mask, self.causal, q.device))
         out = self.mix(F.dropout(probs, self.active_dropout, self.training), v)
         return out, (probs if need_weights else None)
+
+
+    def _fused(self, q, k, v, allowed):
+        # ONNX Runtime wants the mask's query axis spelled out, not broadcast.
+        allowed = allowed.expand(q.shape[0], 1, q.shape[2], q.shape[2])
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.active_dropout)
+        # A row with no admissible key is NaN in SDPA; Where selects zeros there.
+        return torch.where(allowed.any(-1, keepdim=True), out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
 class AttentionWithRelativePositions(MultiHeadAttention):
@@ -63,6 +79,10 @@ class AttentionWithRelativePositions(MultiHeadAttention):
         width = 2 * max_relative_position + 1
         self.rel_key = nn.Parameter(torch.zeros(width, self.head_dim))
         self.rel_value = nn.Parameter(torch.zeros(width, self.head_dim))
+
+    def reset_relative_tables(self, std: float) -> None:
+        nn.init.normal_(self.rel_key, std=std)
+        nn.init.normal_(self.rel_value, std=std)
 
     def _buckets(self, seq: int, device) -> torch.Tensor:
         return relative_bucket(relative_positions(seq, seq, device), self.max_relative_position)

@@ -18,6 +18,9 @@ class RelativePositionalEncoding(PositionalEncodingBase):
         self.max_relative_position = max_relative_position
         self.bias = nn.Parameter(torch.zeros(num_heads, 2 * max_relative_position + 1))
 
+    def reset_relative_tables(self, std: float) -> None:
+        nn.init.normal_(self.bias, std=std)
+
     def context(self, seq_len: int, device: torch.device) -> PositionContext:
         return PositionContext(rel_bias=self.bias)
 
