@@ -168,9 +168,12 @@ def test_build_refuses_to_overwrite_its_input(onnx_path):
         check_build_inputs(onnx_path, onnx_path, [parse_profile(PROFILE)])
 
 
-def test_network_flags_ask_for_strong_typing():
+def test_network_flags_ask_for_strong_typing_and_aot_plugins():
     tensorrt_10 = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=2))
     assert network_flags(tensorrt_10) == 1 << 2
+    with_aot = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(
+        STRONGLY_TYPED=2, PREFER_AOT_PYTHON_PLUGINS=3))
+    assert network_flags(with_aot) == (1 << 2) | (1 << 3)
     without_flag = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace())
     assert network_flags(without_flag) == 0  # a TensorRT where strong typing is the only mode
 

@@ -45,9 +45,17 @@ class EngineBuildError(SeoExportError):
 
 
 def network_flags(trt) -> int:
-    """Creation flags for a strongly typed network: explicit on 10.x, the default (flag ignored) on 11."""
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    return 0 if flag is None else 1 << int(flag)
+    """Creation flags: strongly typed (explicit on 10.x, the default on 11), and AOT plugins first.
+
+    The seo plugins define both an AOT and a JIT implementation; without a preference
+    TensorRT refuses to create them. A node's ``aot`` attribute still overrides this.
+    """
+    flags = 0
+    for name in ("STRONGLY_TYPED", "PREFER_AOT_PYTHON_PLUGINS"):
+        flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
+        if flag is not None:
+            flags |= 1 << int(flag)
+    return flags
 
 
 def _onnx_input_dims(model) -> dict[str, tuple]:
