@@ -13,17 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from seo_export.cli.common import positive_int
+
 DEFAULT_ARCHS = "sm_80,sm_90"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     compile_parser.add_argument("--model", metavar="MODEL.onnx",
                                 help="compile only what this exported model's seo nodes need "
                                      "(default: the model zoo's default configurations)")
-    compile_parser.add_argument("--head-dim", type=_positive_int, metavar="D",
+    compile_parser.add_argument("--head-dim", type=positive_int, metavar="D",
                                 help="head dim for --model when neither its graph nor its seo_export.config "
                                      "metadata gives one")
-    compile_parser.add_argument("--jobs", type=_positive_int, metavar="N",
+    compile_parser.add_argument("--jobs", type=positive_int, metavar="N",
                                 help="compiler processes (default: one per CPU)")
     compile_parser.add_argument("--ptx-version", type=int, default=80, metavar="ISA",
                                 help="PTX ISA version written into the PTX, e.g. 80 for 8.0 (default 80: loads "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import warnings
@@ -11,6 +10,7 @@ from pathlib import Path
 import torch
 
 from seo_export.errors import UsageError
+from seo_export.utils.files import sha256_file
 from seo_export.models.config import TransformerConfig
 from seo_export.models.transformer import SEOSpecificTransformer
 
@@ -73,17 +73,9 @@ def load_checkpoint(model: SEOSpecificTransformer, path: str | os.PathLike) -> N
     model.load_state_dict(state)
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_provenance(seed: int, checkpoint: str | os.PathLike | None) -> dict:
     """What an exported file records so the eager model can be rebuilt from it."""
-    return {"checkpoint_sha256": sha256_of(checkpoint)} if checkpoint else {"seed": seed}
+    return {"checkpoint_sha256": sha256_file(checkpoint)} if checkpoint else {"seed": seed}
 
 
 def rebuild_model(config: TransformerConfig, provenance: dict, checkpoint: str | os.PathLike | None = None):
@@ -91,7 +83,7 @@ def rebuild_model(config: TransformerConfig, provenance: dict, checkpoint: str |
     if "checkpoint_sha256" in provenance:
         if checkpoint is None:
             raise UsageError("this model's weights came from a checkpoint; pass the same file with --checkpoint")
-        if sha256_of(checkpoint) != provenance["checkpoint_sha256"]:
+        if sha256_file(checkpoint) != provenance["checkpoint_sha256"]:
             raise UsageError(f"checkpoint {checkpoint} is not the one this model was exported from (sha256 differs)")
         return build_model(config, checkpoint=checkpoint)
     if "seed" not in provenance:

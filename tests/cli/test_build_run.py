@@ -22,6 +22,7 @@ from seo_export.cli.run import read_inputs, validate_inputs
 from seo_export.errors import UsageError
 from seo_export.models import TransformerConfig
 from seo_export.models.build import build_model
+from tests.cli.helpers import assert_one_line_error
 
 CONFIG = TransformerConfig(num_layers=1, hidden_size=16, num_heads=2, intermediate_size=32, vocab_size=50)
 PROFILE = "batch=1:2:4,seq=1:16:64"
@@ -41,15 +42,6 @@ def run_in_parallel(commands: dict[str, tuple]) -> dict[str, subprocess.Complete
         stdout, stderr = process.communicate(timeout=180)
         results[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     return results
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def tiny_onnx(path, config=CONFIG, prefix="", metadata=True, fixed_batch=None):

@@ -16,6 +16,7 @@ pytest.importorskip("triton")
 
 from seo_export.cli import plugins as plugins_cli  # noqa: E402
 from seo_export.errors import UsageError  # noqa: E402
+from tests.cli.helpers import assert_one_line_stderr
 
 HEADS, HEAD_DIM, K = 2, 8, 2
 CONFIG = {"hidden_size": HEADS * HEAD_DIM, "num_heads": HEADS, "positional_encoding_type": "relative",
@@ -87,14 +88,6 @@ def cli(tmp_path_factory):
     return root, folders, run_in_parallel(commands)
 
 
-def assert_one_line_error(stderr, *fragments):
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def test_compiles_what_the_models_nodes_need(cli):
     from seo_plugins.aot import load_manifest
     from seo_plugins.launch import eval_shape_expr
@@ -123,7 +116,7 @@ def test_a_bad_node_is_one_line_and_writes_nothing(cli):
     _, folders, results = cli
     result = results["bad_window"]
     assert result.returncode == 2
-    assert_one_line_error(result.stderr, "seo-export plugins: error:", "node 'layer0' (LocalWindowAttention)",
+    assert_one_line_stderr(result.stderr, "seo-export plugins: error:", "node 'layer0' (LocalWindowAttention)",
                           "window_left must be >= 0, got -2")
     assert sorted(p.name for p in folders["bad_window"].iterdir()) == ["model.onnx"]
 
@@ -162,7 +155,7 @@ def test_bad_input_is_one_line_and_writes_nothing(in_folder, capsys, case, fragm
     arch = "sm_80,sm_75" if case == "bad_arch" else "sm_80"
     code = main(["plugins", "compile", "--model", "model.onnx", "--arch", arch, "-o", "out"])
     assert code == 2
-    assert_one_line_error(capsys.readouterr().err, "seo-export plugins: error:", *fragments)
+    assert_one_line_stderr(capsys.readouterr().err, "seo-export plugins: error:", *fragments)
     assert sorted(p.name for p in in_folder.iterdir()) == before
     if case == "occupied":
         assert [p.name for p in (in_folder / "out").iterdir()] == ["notes.txt"]
@@ -287,5 +280,5 @@ def test_an_interpreted_triton_is_refused(in_folder, monkeypatch, capsys):
     seo_model(in_folder / "model.onnx")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert main(["plugins", "compile", "--model", "model.onnx", "-o", "out"]) == 2
-    assert_one_line_error(capsys.readouterr().err, "TRITON_INTERPRET is set", "unset it")
+    assert_one_line_stderr(capsys.readouterr().err, "TRITON_INTERPRET is set", "unset it")
     assert sorted(p.name for p in in_folder.iterdir()) == ["model.onnx"]

@@ -1,8 +1,6 @@
 """validate end to end: passing sweeps, a deliberately broken file, the break search, bad input."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -14,15 +12,11 @@ from safetensors.torch import save_file
 from seo_export.models.build import build_model
 from seo_export.parity.cases import edge_lengths, make_cases
 from seo_export.parity.validate import SWEEP_CONFIG
+from tests.cli.helpers import seo_export
 
 TINY = {"hidden_size": 32, "num_layers": 3, "num_heads": 4, "vocab_size": 60, "intermediate_size": 64,
         "dropout_rate": 0.0, "attention_dropout": 0.0, "attention_window_size": 6, "attention_num_landmarks": 4,
         "positional_encoding_max_len": 64}
-
-
-def seo_export(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "seo_export.cli.main", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
 
 
 def test_edge_lengths_cover_the_listed_cases():
@@ -52,13 +46,14 @@ def random_checkpoint(tmp_path_factory):
              for k, v in model.state_dict().items()}
     save_file(state, str(directory / "w.safetensors"))
     (directory / "c.json").write_text(json.dumps({**TINY, "attention_type": "local"}))
+    exported = seo_export("export", "--config", directory / "c.json", "--checkpoint", directory / "w.safetensors",
+                          "-o", directory / "m.onnx")
+    assert exported.returncode == 0, exported.stderr
     return directory
 
 
 def test_validate_passes_an_honest_export_and_fails_a_perturbed_one(random_checkpoint, tmp_path):
     d = random_checkpoint
-    exported = seo_export("export", "--config", d / "c.json", "--checkpoint", d / "w.safetensors", "-o", d / "m.onnx")
-    assert exported.returncode == 0, exported.stderr
     common = ["--checkpoint", d / "w.safetensors", "--backends", "ort-fp32", "--max-len", 20]
     ok = seo_export("validate", "--model", d / "m.onnx", *common, "--report-dir", tmp_path / "ok")
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -85,8 +80,6 @@ def test_validate_passes_an_honest_export_and_fails_a_perturbed_one(random_check
 
 def test_checkpoint_provenance_is_enforced(random_checkpoint):
     d = random_checkpoint
-    if not (d / "m.onnx").exists():
-        pytest.skip("needs the export made by the test above")
     result = seo_export("validate", "--model", d / "m.onnx", "--backends", "ort-fp32")
     assert result.returncode == 2 and "pass the same file with --checkpoint" in result.stderr
 
@@ -128,8 +121,6 @@ def test_inputs_of_the_wrong_shape_are_refused(tmp_path):
 
 def test_model_that_does_not_match_the_config_is_refused(random_checkpoint, tmp_path):
     d = random_checkpoint
-    if not (d / "m.onnx").exists():
-        pytest.skip("needs the export made by the test above")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**TINY, "attention_type": "local", "hidden_size": 64}))
     result = seo_export("validate", "--model", d / "m.onnx", "--config", other)

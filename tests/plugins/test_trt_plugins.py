@@ -20,7 +20,7 @@ from seo_export.backends.tensorrt import loader
 
 pytestmark = pytest.mark.tensorrt
 
-_trt, _trt_problem = loader._import_tensorrt()
+_trt, _trt_problem = loader.import_tensorrt()
 _gpu_problem = loader._gpu_problem()
 if _trt_problem or _gpu_problem:
     pytest.skip(f"needs TensorRT and a CUDA GPU: {' and '.join(p for p in (_trt_problem, _gpu_problem) if p)}",

@@ -21,34 +21,19 @@ import importlib.util
 
 from seo_plugins.trt import rules
 
-MIN_TENSORRT = (10, 12)
 
 _build_info = None  # set once both plugins are registered
 UNAVAILABLE_REASON = None  # why importing did not register the plugins, or None
 
 
-def _version_tuple(version: str) -> tuple:
-    parts = []
-    for piece in str(version).split(".")[:2]:
-        digits = "".join(c for c in piece if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 def tensorrt_problem():
     """None when the plugins can be registered here, else what is missing, in one line."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return ("TensorRT is not installed (the seo plugins need the tensorrt Python package, "
-                f"{'.'.join(map(str, MIN_TENSORRT))} or later)")
-    except Exception as exc:  # a wheel whose native libraries are missing raises OSError and others
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"TensorRT cannot be loaded ({first})"
-    version = getattr(trt, "__version__", "0")
-    if _version_tuple(version) < MIN_TENSORRT:
-        return (f"TensorRT {version} is too old: the seo plugins need "
-                f"{'.'.join(map(str, MIN_TENSORRT))} or later (AOT Python plugins)")
+    from seo_export.backends.tensorrt.loader import import_tensorrt
+
+    trt, problem = import_tensorrt()
+    if problem:
+        return f"{problem} (the seo plugins need TensorRT's AOT Python plugins)"
+    version = trt.__version__
     try:
         import tensorrt.plugin as trtp
     except Exception as exc:

@@ -27,7 +27,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _import_tensorrt():
+def import_tensorrt():
     """(module, None) or (None, why it is unusable)."""
     try:
         import tensorrt as trt
@@ -53,12 +53,12 @@ def _gpu_problem() -> str | None:
 
 def tensorrt_available() -> bool:
     """True where engines can be built and run: TensorRT importable and a CUDA GPU visible."""
-    return _import_tensorrt()[0] is not None and _gpu_problem() is None
+    return import_tensorrt()[0] is not None and _gpu_problem() is None
 
 
 def load_tensorrt(purpose: str):
     """The tensorrt module, or a one-line MissingDependencyError naming everything missing for ``purpose``."""
-    trt, trt_problem = _import_tensorrt()
+    trt, trt_problem = import_tensorrt()
     gpu_problem = _gpu_problem()
     problems = [p for p in (trt_problem, gpu_problem) if p]
     if problems:

@@ -19,6 +19,7 @@ from pathlib import Path
 from seo_export import __version__
 from seo_export.backends.tensorrt.profiles import Profile
 from seo_export.errors import UsageError
+from seo_export.utils.files import sha256_file
 from seo_export.utils.files import atomic_write_text
 
 FORMAT = "seo-export-engine-manifest"
@@ -93,14 +94,6 @@ def read_manifest(engine_path: str | os.PathLike) -> EngineManifest | None:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(plugin_manifest) -> str | None:

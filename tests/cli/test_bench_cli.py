@@ -1,0 +1,81 @@
+"""``seo-export bench`` as users run it: a tiny sweep writing a report directory, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seo_export.bench.sweep import trt_unavailable_reason
+from seo_export.cli.main import main
+
+TINY = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "4", "--intermediate-size", "64"]
+
+
+def seo_export(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "seo_export.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_tiny_bench_writes_a_report_dir(tmp_path):
+    report_dir = tmp_path / "bench"
+    result = seo_export("bench", "--attention", "local", "--positional", "rotary", *TINY, "--batch", "2",
+                        "--seq", "8,16", "--warmup", "1", "--iterations", "2", "--no-memory",
+                        "--report-dir", str(report_dir))
+    assert result.returncode == 0, result.stderr
+    assert "local/rotary" in result.stdout and "vs torch" in result.stdout  # the summary table
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["kind"] == "bench" and report["schema_version"] == "1"
+    assert {(r["backend"], r["seq"]) for r in report["results"]} == {(b, s) for b in ("torch", "ort") for s in (8, 16)}
+    assert all(r["latency_ms"]["p50"] > 0 and r["speedup_vs_torch"] > 0 for r in report["results"])
+    bench = report["environment"]["bench"]
+    assert bench["command"].startswith("seo-export bench --attention local")
+    assert report["environment"]["threads"]["ort_intra_op"] >= 1
+    md = (report_dir / "report.md").read_text()
+    assert "| local/rotary | ort | 2 | 16 |" in md and "## Settings" in md and "command: `seo-export bench" in md
+    html = (report_dir / "report.html").read_text()
+    assert "Time against sequence length" in html and "data:image/png;base64," in html
+    if trt_unavailable_reason():  # the default backends include trt: skipped with its reason, not an error
+        assert "skipped trt: " in result.stderr
+        assert report["environment"]["skipped"][0]["backend"] == "trt"
+        assert "skipped trt: " in md
+
+
+def one_line_error(capsys, argv, *fragments):
+    code = main(["bench", *argv])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("seo-export bench: error: ")
+    for fragment in fragments:
+        assert fragment in err[0]
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["--all", "--attention", "local"], ["--all benches every"]),
+    (["--attention", "flash"], ["unknown attention 'flash'"]),
+    (["--attention", "sparse", "--causal"], ["not defined"]),
+    (["--backends", "torch,tvm"], ["unknown backend 'tvm'"]),
+    (["--batch", "1,x"], ["--batch takes comma-separated positive integers"]),
+    (["--seq", "0"], ["--seq takes comma-separated positive integers"]),
+    (["--iterations", "0"], ["--iterations takes an integer >= 1"]),
+    (["--hidden-size", "30"], ["must be divisible by num_heads"]),
+    (["--config", "/nonexistent/c.json"], ["does not exist"]),
+])
+def test_usage_errors_are_one_line(capsys, argv, fragments):
+    one_line_error(capsys, argv, *fragments)
+
+
+def test_unwritable_report_dir_fails_before_the_sweep(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    one_line_error(capsys, ["--report-dir", str(blocker)], "not a directory")
+    one_line_error(capsys, ["--report-dir", str(blocker / "sub")], "not a writable directory")
+    assert not (blocker.parent / "sub").exists()
+
+
+def test_trt_alone_without_tensorrt_is_a_one_line_error(capsys):
+    if trt_unavailable_reason() is None:
+        pytest.skip("TensorRT is available here")
+    one_line_error(capsys, ["--backends", "trt", *TINY], "nothing to benchmark: trt skipped", "TensorRT")
