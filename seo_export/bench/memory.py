@@ -1,4 +1,11 @@
-"""Peak resident memory of one call, measured in a fresh subprocess (CPU has no allocator stats)."""
+"""Peak resident memory of one call, measured in a fresh subprocess (CPU has no allocator stats).
+
+Not getrusage's ru_maxrss: on Linux a child inherits it from its parent across fork + exec,
+so a probe started from a large benchmark process would report the parent's peak. VmHWM
+belongs to the child's own address space, and writing "5" to /proc/self/clear_refs restarts
+it after the setup (building the model, loading the graph, one warm-up call), which can peak
+higher than the call.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +14,32 @@ import subprocess
 import sys
 
 _PROBE = """
-import json, resource, sys
-import importlib
-module = importlib.import_module(sys.argv[1])
-setup = getattr(module, sys.argv[2])
-fn = setup(**json.loads(sys.argv[3]))
-def rss_kb():
+import importlib, json, sys
+def status(key):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
-before = rss_kb()
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+fn = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))
+fn()  # the first call pays one-time costs (thread pools, kernel caches); measure a steady call
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+except OSError:
+    print(json.dumps({"peak_mb": None}))
+    sys.exit(0)
+before = status("VmRSS")
 fn()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_mb": (peak - before) / 1024}))
+print(json.dumps({"peak_mb": (status("VmHWM") - before) / 1024}))
 """
 
 
-def peak_memory_mb(module: str, setup: str, kwargs: dict, timeout: float = 600) -> float | None:
-    """Peak RSS growth of ``getattr(module, setup)(**kwargs)()``; None if it ran out of time or memory."""
+def peak_memory_mb(module: str, setup: str, kwargs: dict, timeout: float = 900.0) -> float | None:
+    """Peak RSS growth of ``getattr(module, setup)(**kwargs)()``; None when it failed, ran out of
+    time or memory, or this kernel cannot restart the peak mark."""
     try:
         result = subprocess.run([sys.executable, "-c", _PROBE, module, setup, json.dumps(kwargs)],
                                 capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None
-    if result.returncode != 0:
+    if result.returncode != 0 or not result.stdout.strip():
         return None
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"]

@@ -1,6 +1,8 @@
 """Reference ops against dense masked attention: time and peak memory as S grows.
 
 Run: python -m seo_export.bench.ops_scaling [--seq 1024,4096,16384] [--out scripts/results]
+Times are medians of interleaved rounds (ratios within one run are what to read); peak memory
+is the RSS growth of one call in a fresh process.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def to_markdown(result: dict) -> str:
         )
     first, last = result["rows"][0], result["rows"][-1]
     growth = {n: last["median_s"][n] / first["median_s"][n] for n in CONTENDERS}
+    lines.insert(0, "Command: `python -m seo_export.bench.ops_scaling` (batch 1, 2 heads, head dim 64, window 128, "
+                    "64 landmarks; torch CPU, 2 threads)\n")
     lines.append("")
     lines.append(f"Time growth S={first['seq']} -> {last['seq']}: "
                  + ", ".join(f"{n} {g:.1f}x" for n, g in growth.items()))
