@@ -251,7 +251,12 @@ def _trt_runner(settings: SweepSettings, model, directory: Path, variant: Varian
 
 def run_sweep(settings: SweepSettings, progress: Progress | None = None,
               workdir: str | os.PathLike | None = None) -> SweepOutcome:
-    """Measure every variant x batch x seq point; see the module docstring."""
+    """Measure every variant x batch x seq point; see the module docstring.
+
+    ``progress(message, done, total)`` is called as steps start and end. Exported files go to
+    ``workdir`` when given (and stay there), else to a temporary directory where each variant's
+    files are removed once its points are measured.
+    """
     import torch
 
     from seo_export.backends.ort_runner import OrtRunner
@@ -314,6 +319,9 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
                                               threads, ort_intra, device)
                     step(f"{variant.label} b{batch} s{seq}: done", advance=1)
             del model, runners
+            if not workdir:  # a full-size model is ~0.5 GB per file: keep one variant's files at a time
+                for path in directory.glob(f"{variant.file_stem}*"):
+                    path.unlink()
 
     bench_settings = {
         "warmup": settings.warmup,
@@ -328,7 +336,7 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         if settings.memory else "not measured",
         # The machine is shared: its load during the run says how much to trust absolute times.
         "load_average_1min": {"start": load_before, "end": _load_average()},
-        "model": {k: v for k, v in settings.base_config.to_dict().items()
+        "model": {k: v for k, v in variant_config(settings.base_config, settings.variants[0]).to_dict().items()
                   if k not in ("attention_type", "positional_encoding_type", "use_causal_mask")},
     }
     environment = collect_environment({"ort_intra_op": ort_intra} if ort_intra else None)

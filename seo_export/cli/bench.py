@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
 
         def update(message: str, done: int, total: int) -> None:
             progress.update(task, description=message, completed=done, total=total)
+            if not err.is_terminal:  # a log has no live bar: one line per step instead
+                err.print(f"[{done}/{total}] {message}", markup=False, highlight=False)
 
         outcome = run_sweep(settings, progress=update)
     report = outcome.report
