@@ -6,7 +6,7 @@ TensorRT where it is available). For every batch x seq point the backends are wa
 then timed *interleaved* (one call of each per round, see ``timing.interleaved_times``), so a
 noisy, shared machine slows all of them alike and the speedup against eager PyTorch is a
 ratio from the same run. Each point's peak memory is measured per backend in a fresh
-subprocess (``peak_rss_growth_mb``; see there why not ``memory.peak_memory_mb``): the growth
+subprocess (``peak_rss_growth_mb``, over ``memory.peak_memory_mb``): the growth
 of resident memory during one call after the model is loaded and has run one tiny input, i.e.
 activations and workspace (ONNX Runtime's arena included), not weights or code. TensorRT
 memory lives on the GPU, which an RSS probe cannot see, so it is not measured (null).
@@ -20,10 +20,7 @@ the skips are recorded in its ``environment`` (``bench`` and ``skipped``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from seo_export.bench.memory import peak_memory_mb
 from seo_export.bench.timing import interleaved_times, median
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.models.config import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES, TransformerConfig
@@ -127,40 +125,10 @@ def point_skip_reason(config: TransformerConfig, seq: int) -> str | None:
     return None
 
 
-# The memory probe. Not ``memory.peak_memory_mb``: that reads getrusage's ru_maxrss, which on
-# Linux a child inherits from its parent across fork + exec, so a probe started from this (large)
-# process would report the parent's peak. VmHWM belongs to the child's own address space, and
-# writing "5" to /proc/self/clear_refs restarts it after the setup (model build, graph
-# optimisation, which can peak higher than the call itself).
-_PROBE = """
-import importlib, json, sys
-def status(key):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-fn = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))
-try:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-except OSError:
-    print(json.dumps({"peak_mb": None}))
-    sys.exit(0)
-before = status("VmRSS")
-fn()
-print(json.dumps({"peak_mb": (status("VmHWM") - before) / 1024}))
-"""
-
-
 def peak_rss_growth_mb(setup: str, kwargs: dict, timeout: float = 900.0) -> float | None:
-    """Peak RSS growth of ``getattr(this module, setup)(**kwargs)()`` in a fresh interpreter; None when
-    it failed, ran out of time, or this kernel cannot restart the peak mark."""
-    try:
-        result = subprocess.run([sys.executable, "-c", _PROBE, __name__, setup, json.dumps(kwargs)],
-                                capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    if result.returncode != 0 or not result.stdout.strip():
-        return None
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"]
+    """Peak RSS growth of one call made by ``getattr(this module, setup)(**kwargs)``, measured by
+    ``memory.peak_memory_mb`` in a fresh interpreter; None when it could not be measured."""
+    return peak_memory_mb(__name__, setup, kwargs, timeout)
 
 
 # Probe setups: run in a fresh interpreter by ``peak_rss_growth_mb``; each returns one call.
