@@ -19,7 +19,7 @@ SEQS, STANDARD_SEQ = [32, 64], 64
 def result():
     return es.measure(SEQS, STANDARD_SEQ, rounds=2, num_layers=1, hidden_size=32, num_heads=4, intermediate_size=64,
                       window=8, attn_heads=1, head_dim=8, export_variants=[("sparse", "learned")],
-                      progress=lambda message: None)
+                      matmul_sizes=(32, 64), progress=lambda message: None)
 
 
 def test_model_scaling_ratios_come_from_one_run(result):
@@ -41,7 +41,12 @@ def test_attention_flops_against_the_matmul_of_the_same_run(result):
     for row in flops["rows"]:
         assert all(t > 0 for t in row["median_s"].values())
         assert row["band_flops"] == 4 * 1 * 8 * es.band_pairs(row["seq"], 4, 4)
-        assert row["peak_flop_per_s"] == max(row["flop_per_s"]["ort_matmul"], row["flop_per_s"]["np_matmul"])
+        matmuls = {k: v for k, v in row["flop_per_s"].items() if "matmul" in k}
+        assert set(matmuls) == {f"{lib}_matmul_{n}" for lib in ("ort", "np") for n in (32, 64)}
+        assert row["peak_flop_per_s"] == max(matmuls.values())
+        for name, rate in matmuls.items():
+            n = int(name.rsplit("_", 1)[1])
+            assert rate == pytest.approx(2 * n ** 3 / row["median_s"][name])
         for name in ("local_node", "dense_band"):
             assert row["flop_per_s"][name] == pytest.approx(row["band_flops"] / row["median_s"][name])
             assert row["fraction_of_peak"][name] == pytest.approx(row["flop_per_s"][name] / row["peak_flop_per_s"])
@@ -62,7 +67,8 @@ def test_export_time_and_goals(result):
 def test_main_writes_json_and_markdown(result, tmp_path, monkeypatch):
     monkeypatch.setattr(es, "measure", lambda *args, **kwargs: result)
     es.main(["--out", str(tmp_path)])
-    assert json.loads((tmp_path / "export_scaling.json").read_text())["goals"] == json.loads(json.dumps(result["goals"]))
+    written = json.loads((tmp_path / "export_scaling.json").read_text())
+    assert written["goals"] == json.loads(json.dumps(result["goals"]))
     md = (tmp_path / "export_scaling.md").read_text()
     for heading in ("## Goals", "## 1. Exported model", "## 2. Attention alone", "## 3. Export time"):
         assert heading in md
