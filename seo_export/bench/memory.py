@@ -19,7 +19,8 @@ def status(key):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
 fn = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))
-fn()  # the first call pays one-time costs (thread pools, kernel caches); measure a steady call
+if sys.argv[4] == "warmup":
+    fn()  # one-time costs (thread pools, kernel caches) out of the measured call
 try:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -32,11 +33,17 @@ print(json.dumps({"peak_mb": (status("VmHWM") - before) / 1024}))
 """
 
 
-def peak_memory_mb(module: str, setup: str, kwargs: dict, timeout: float = 900.0) -> float | None:
+def peak_memory_mb(module: str, setup: str, kwargs: dict, timeout: float = 900.0,
+                   warmup: bool = True) -> float | None:
     """Peak RSS growth of ``getattr(module, setup)(**kwargs)()``; None when it failed, ran out of
-    time or memory, or this kernel cannot restart the peak mark."""
+    time or memory, or this kernel cannot restart the peak mark.
+
+    ``warmup`` makes one full call before measuring. Leave it off for runtimes that keep memory
+    between calls (ONNX Runtime's arena): their setup should warm up on a tiny input instead.
+    """
     try:
-        result = subprocess.run([sys.executable, "-c", _PROBE, module, setup, json.dumps(kwargs)],
+        result = subprocess.run([sys.executable, "-c", _PROBE, module, setup, json.dumps(kwargs),
+                                 "warmup" if warmup else "cold"],
                                 capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None

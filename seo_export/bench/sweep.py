@@ -6,10 +6,12 @@ TensorRT where it is available). For every batch x seq point the backends are wa
 then timed *interleaved* (one call of each per round, see ``timing.interleaved_times``), so a
 noisy, shared machine slows all of them alike and the speedup against eager PyTorch is a
 ratio from the same run. Each point's peak memory is measured per backend in a fresh
-subprocess (``peak_rss_growth_mb``, over ``memory.peak_memory_mb``): the growth
-of resident memory during one call after the model is loaded and has run one tiny input, i.e.
-activations and workspace (ONNX Runtime's arena included), not weights or code. TensorRT
-memory lives on the GPU, which an RSS probe cannot see, so it is not measured (null).
+subprocess (``peak_rss_growth_mb``, over ``memory.peak_memory_mb``): the growth of resident
+memory during a steady full-size call, i.e. after the model is loaded, has run one tiny input
+and one full-size warm-up call. That is what a call allocates beyond what stays resident
+between calls, so ONNX Runtime, whose arena keeps the warm-up's memory, shows close to 0; it
+is not the memory a backend needs in all. TensorRT memory lives on the GPU, which an RSS probe
+cannot see, so it is not measured (null).
 
 What could not be run is skipped with a reason instead of failing the sweep: TensorRT where
 it or a GPU is missing, and points longer than a learned positional table. Everything is
@@ -128,7 +130,7 @@ def point_skip_reason(config: TransformerConfig, seq: int) -> str | None:
 def peak_rss_growth_mb(setup: str, kwargs: dict, timeout: float = 900.0) -> float | None:
     """Peak RSS growth of one call made by ``getattr(this module, setup)(**kwargs)``, measured by
     ``memory.peak_memory_mb`` in a fresh interpreter; None when it could not be measured."""
-    return peak_memory_mb(__name__, setup, kwargs, timeout)
+    return peak_memory_mb(__name__, setup, kwargs, timeout, warmup=False)  # setups warm up on [1, 8]
 
 
 # Probe setups: run in a fresh interpreter by ``peak_rss_growth_mb``; each returns one call.
@@ -298,9 +300,10 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         "backends": backends,
         "torch_device": device,
         "timing": "interleaved: one call of each backend per round; speedup_vs_torch = torch p50 / backend p50",
-        "peak_mb": ("peak RSS growth during one call in a fresh process, after the model is loaded and has run "
-                    f"one [1, {PROBE_WARMUP_SEQ}] input (activations and workspace, not weights or code); "
-                    "null for TensorRT (GPU memory)")
+        "peak_mb": ("peak RSS growth during a steady full-size call in a fresh process (memory.peak_memory_mb: "
+                    f"after the model is loaded, one [1, {PROBE_WARMUP_SEQ}] input and one full-size warm-up "
+                    "call): what a call allocates beyond what stays resident, so ONNX Runtime's arena, kept from "
+                    "the warm-up, is not counted; null for TensorRT (GPU memory)")
         if settings.memory else "not measured",
         # The machine is shared: its load during the run says how much to trust absolute times.
         "load_average_1min": {"start": load_before, "end": _load_average()},
