@@ -388,9 +388,7 @@ def to_markdown(result: dict) -> str:
 
 
 def main(argv=None) -> None:
-    import json
-
-    from seo_export.utils.files import atomic_write_text
+    from seo_export.bench.results import write_results
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seq", default="1024,2048,4096,8192", help="local model and attention lengths")
@@ -409,10 +407,7 @@ def main(argv=None) -> None:
     result = measure(seqs, args.standard_seq, args.rounds, num_layers=args.num_layers, hidden_size=args.hidden_size,
                      num_heads=args.num_heads, intermediate_size=args.intermediate_size, attn_heads=args.attn_heads,
                      threads=args.threads, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "export_scaling.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(out / "export_scaling.md", to_markdown(result))
+    write_results(args.out, "export_scaling", result, to_markdown(result))
     print(to_markdown(result))
 
 

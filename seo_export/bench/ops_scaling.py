@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from pathlib import Path
 
 import torch
 
 from seo_export import ops
 from seo_export.bench.memory import peak_memory_mb
 from seo_export.bench.timing import interleaved_times, median
-from seo_export.utils.files import atomic_write_text
+from seo_export.bench.results import write_results
 
 HEADS, HEAD_DIM, WINDOW, LANDMARKS = 2, 64, 128, 64
 
@@ -109,10 +108,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="scripts/results")
     args = parser.parse_args(argv)
     result = measure([int(s) for s in args.seq.split(",")], args.rounds)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "ops_scaling.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(out / "ops_scaling.md", to_markdown(result))
+    write_results(args.out, "ops_scaling", result, to_markdown(result))
     print(to_markdown(result))
 
 
