@@ -9,12 +9,44 @@ import numpy as np
 from seo_export.backends.base import Runner
 from seo_export.errors import UsageError
 
+#: ORT graph fusions left off on the CPU provider: on ORT 1.32's CPU kernels each fused op is
+#: slower than what it replaces ([4, 512, 768] SkipLayerNormalization 5.6 ms against 2.3 ms for
+#: Add + LayerNormalization; [4, 512, 3072] BiasGelu 7.3 ms against 5.9 ms for Add + Gelu).
+#: Re-measure with ``python -m seo_export.bench.ort_kernels`` when ORT changes.
+CPU_SLOWER_FUSIONS = ("SkipLayerNormFusion", "BiasGeluFusion")
+
 
 def default_providers() -> list[str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def create_session(model, providers: list[str] | None = None, intra_op_threads: int | None = None,
+                   disabled_fusions: tuple[str, ...] | None = None, optimized_path: str | None = None):
+    """An InferenceSession over a path or a ModelProto, set up the way every seo-export run uses it.
+
+    The intra-op threads spin while a run is going (ORT's default) but stop at the end of each
+    run: otherwise they keep two cores busy for ~50 ms afterwards and slow whatever runs next,
+    such as eager PyTorch timed beside ORT. ``disabled_fusions`` defaults to
+    ``CPU_SLOWER_FUSIONS`` on the CPU provider alone and to none otherwise. ``optimized_path``
+    receives the graph ORT actually runs, after its fusions.
+    """
+    import onnxruntime as ort
+
+    providers = providers or default_providers()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    if optimized_path:
+        options.optimized_model_filepath = str(optimized_path)
+    source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
+    if disabled_fusions is None:
+        disabled_fusions = CPU_SLOWER_FUSIONS if providers == ["CPUExecutionProvider"] else ()
+    return ort.InferenceSession(source, options, providers=providers, disabled_optimizers=list(disabled_fusions))
 
 
 class OrtRunner(Runner):
@@ -29,14 +61,8 @@ class OrtRunner(Runner):
         self.session = None
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if self.intra_op_threads:
-            options.intra_op_num_threads = self.intra_op_threads
         try:
-            self.session = ort.InferenceSession(self.model_path, options, providers=self.providers or default_providers())
+            self.session = create_session(self.model_path, self.providers, self.intra_op_threads)
         except Exception as exc:  # ORT raises several types for a bad file
             raise UsageError(f"ONNX Runtime cannot load {self.model_path}: {str(exc).splitlines()[0]}") from None
         self.input_types = {i.name: i.type for i in self.session.get_inputs()}

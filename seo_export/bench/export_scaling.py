@@ -48,16 +48,9 @@ MATMUL_SIZES = (1024, 2048)
 # ----------------------------------------------------------------------------- ORT helpers
 
 def ort_session(model_or_path, threads: int):
-    import onnxruntime as ort
+    from seo_export.backends.ort_runner import create_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    if isinstance(model_or_path, (str, os.PathLike)):
-        source = str(model_or_path)
-    else:
-        source = model_or_path.SerializeToString()
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return create_session(model_or_path, ["CPUExecutionProvider"], threads)
 
 
 def local_node_model(window_left: int, window_right: int, head_dim: int, opset: int = 18):
