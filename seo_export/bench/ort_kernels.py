@@ -1,0 +1,158 @@
+"""ONNX Runtime's CPU kernels against eager PyTorch on the default model's own shapes.
+
+Run: python -m seo_export.bench.ort_kernels [--rounds 15] [--out scripts/results]
+
+Two questions, each answered with interleaved timings in one process:
+- linear layers: ORT's MatMul + bias Add (MLAS) against ``torch.nn.functional.linear``
+  (MKL here) for the three [4, 512, K] x [K, N] projections of the 768/3072 model. These are
+  most of the model's time, so their ratio bounds how far ORT can lead eager PyTorch.
+- fusions: ORT's fused CPU kernels against the unfused ops they replace, which is how
+  ``backends.ort_runner.CPU_SLOWER_FUSIONS`` is chosen; and GELU as opset 18's Erf pattern
+  against opset 20's single ``Gelu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import numpy as np
+
+from seo_export.bench.results import write_results
+from seo_export.bench.timing import interleaved_times, median
+
+BATCH, SEQ, HIDDEN, FFN = 4, 512, 768, 3072
+LINEARS = ((HIDDEN, HIDDEN), (HIDDEN, FFN), (FFN, HIDDEN))
+THREADS = 2
+
+
+def _model(nodes, inputs: dict[str, list[int]], constants: dict[str, np.ndarray], opset: int = 20):
+    import onnx.helper as oh
+    import onnx.numpy_helper as nh
+    from onnx import TensorProto
+
+    graph = oh.make_graph(
+        nodes, "kernel",
+        [oh.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs.items()],
+        [oh.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [nh.from_array(value, name) for name, value in constants.items()],
+    )
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset)], ir_version=10)
+
+
+def _session(model, disabled_fusions: tuple[str, ...] = ()):
+    from seo_export.backends.ort_runner import create_session
+
+    return create_session(model, ["CPUExecutionProvider"], THREADS, disabled_fusions)
+
+
+def _ort_call(session, feeds):
+    return lambda: session.run(None, feeds)
+
+
+def linear_contenders(k: int, n: int, rng) -> dict:
+    import onnx.helper as oh
+    import torch
+
+    weight = (rng.standard_normal((k, n)) * 0.02).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    x = rng.standard_normal((BATCH, SEQ, k)).astype(np.float32)
+    model = _model([oh.make_node("MatMul", ["x", "w"], ["m"]), oh.make_node("Add", ["m", "b"], ["y"])],
+                   {"x": [BATCH, SEQ, k]}, {"w": weight, "b": bias})
+    w_t, b_t, x_t = torch.from_numpy(weight.T.copy()), torch.from_numpy(bias), torch.from_numpy(x)
+    return {"torch": lambda: torch.nn.functional.linear(x_t, w_t, b_t),
+            "ort": _ort_call(_session(model), {"x": x})}
+
+
+def fusion_contenders(rng) -> dict[str, dict]:
+    """{case: {contender: call}}: each fused ORT kernel against the ops it replaces."""
+    import onnx.helper as oh
+
+    x = rng.standard_normal((BATCH, SEQ, HIDDEN)).astype(np.float32)
+    r = rng.standard_normal((BATCH, SEQ, HIDDEN)).astype(np.float32)
+    h = rng.standard_normal((BATCH, SEQ, FFN)).astype(np.float32)
+    norm = {"g": np.ones(HIDDEN, np.float32), "beta": np.zeros(HIDDEN, np.float32)}
+    add_norm = _model([oh.make_node("Add", ["x", "r"], ["s"]),
+                       oh.make_node("LayerNormalization", ["s", "g", "beta"], ["y"], epsilon=1e-12)],
+                      {"x": [BATCH, SEQ, HIDDEN], "r": [BATCH, SEQ, HIDDEN]}, norm)
+    bias = {"b": rng.standard_normal(FFN).astype(np.float32)}
+    add_gelu = _model([oh.make_node("Add", ["x", "b"], ["s"]), oh.make_node("Gelu", ["s"], ["y"])],
+                      {"x": [BATCH, SEQ, FFN]}, bias)
+    erf_consts = dict(bias, sqrt2=np.array(2 ** 0.5, np.float32), one=np.array(1.0, np.float32),
+                      half=np.array(0.5, np.float32))
+    erf_gelu = _model([oh.make_node("Add", ["x", "b"], ["s"]), oh.make_node("Div", ["s", "sqrt2"], ["d"]),
+                       oh.make_node("Erf", ["d"], ["e"]), oh.make_node("Add", ["e", "one"], ["a"]),
+                       oh.make_node("Mul", ["half", "a"], ["m"]), oh.make_node("Mul", ["s", "m"], ["y"])],
+                      {"x": [BATCH, SEQ, FFN]}, erf_consts, opset=18)
+    residual = {"x": x, "r": r}
+    return {
+        "residual + LayerNorm": {
+            "fused (SkipLayerNormalization)": _ort_call(_session(add_norm), residual),
+            "unfused (Add, LayerNormalization)": _ort_call(_session(add_norm, ("SkipLayerNormFusion",)), residual),
+        },
+        "bias + GELU": {
+            "fused (BiasGelu)": _ort_call(_session(add_gelu), {"x": h}),
+            "unfused (Add, Gelu)": _ort_call(_session(add_gelu, ("BiasGeluFusion",)), {"x": h}),
+            "opset 18 Erf pattern": _ort_call(_session(erf_gelu, ("BiasGeluFusion",)), {"x": h}),
+        },
+    }
+
+
+def measure(rounds: int) -> dict:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    rng = np.random.default_rng(0)
+    linears = []
+    with torch.inference_mode():
+        for k, n in LINEARS:
+            times = interleaved_times(linear_contenders(k, n, rng), rounds=rounds, warmup=2)
+            ratios = [t / o for t, o in zip(times["torch"], times["ort"])]
+            linears.append({"shape": [BATCH, SEQ, k, n], "median_ms": {c: median(v) * 1e3 for c, v in times.items()},
+                            "ort_speed_vs_torch": median(ratios)})
+    fusions = {}
+    for case, contenders in fusion_contenders(rng).items():
+        times = interleaved_times(contenders, rounds=rounds, warmup=2)
+        fusions[case] = {c: median(v) * 1e3 for c, v in times.items()}
+    import onnxruntime
+
+    return {
+        "benchmark": "ort_kernels",
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": THREADS,
+                    "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+        "rounds": rounds,
+        "linears": linears,
+        "fusions_ms": fusions,
+    }
+
+
+def to_markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"Command: `python -m seo_export.bench.ort_kernels --rounds {result['rounds']}` "
+             f"(ONNX Runtime {m['onnxruntime']} CPU, torch {m['torch']}, {m['threads']} threads, {m['cpu']}); "
+             "medians of interleaved rounds", "",
+             "| linear [B, S, K] x [K, N] | torch ms | ORT ms | ORT speed vs torch (median of per-round ratios) |",
+             "|---|---|---|---|"]
+    for row in result["linears"]:
+        b, s, k, n = row["shape"]
+        t = row["median_ms"]
+        lines.append(f"| [{b}, {s}, {k}] x [{k}, {n}] | {t['torch']:.1f} | {t['ort']:.1f} | {row['ort_speed_vs_torch']:.2f}x |")
+    lines += ["", "| ORT CPU kernel | ms |", "|---|---|"]
+    for case, timings in result["fusions_ms"].items():
+        for contender, ms in timings.items():
+            lines.append(f"| {case}: {contender} | {ms:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--out", default="scripts/results")
+    args = parser.parse_args(argv)
+    result = measure(args.rounds)
+    write_results(args.out, "ort_kernels", result, to_markdown(result))
+    print(to_markdown(result))
+
+
+if __name__ == "__main__":
+    main()
