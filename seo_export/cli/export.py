@@ -9,7 +9,7 @@ from rich.console import Console
 
 from seo_export.cli.common import add_model_arguments, config_from_args
 
-MIN_OPSET, MAX_OPSET = 18, 23  # checked again, with the reason, by the exporter
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 20  # as in seo_export.export.exporter, which checks them
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="fp16 writes the strongly typed graph TensorRT builds as it is")
     parser.add_argument("--io-dtype", choices=("fp32", "fp16"), default="fp32", help="dtype of the float outputs")
-    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}: the first with Gelu)")
     parser.add_argument("--keep-fp32", action="append", default=[], metavar="MODULE",
                         help="with --precision fp16, keep this module in FP32 (e.g. layers.3.attention); repeatable")
     parser.add_argument("--decomposed", action="store_true", help="inline the seo:: nodes: standard ops only")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import onnx
 import onnx.inliner
+import onnx.numpy_helper
 
 from seo_export.export.functions import DOMAIN, OP_VERSION, function_proto, overload_for
 
@@ -23,12 +24,41 @@ def seo_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if n.domain == DOMAIN]
 
 
+def _constant_fill(producers: dict, name: str):
+    """The value a ``ConstantOfShape`` output is filled with (ONNX's default: float 0), else None."""
+    node = producers.get(name)
+    if node is None or node.op_type != "ConstantOfShape":
+        return None
+    for attr in node.attribute:
+        if attr.name == "value":
+            return onnx.numpy_helper.to_array(attr.t).reshape(-1)[0].item()
+    return 0.0
+
+
+def _is_placeholder(producers: dict, name: str, index: int) -> bool:
+    """Whether input ``index`` of a seo node is the exporter's stand-in for an absent input:
+    an all-true key mask (Not of a False fill) or an all-zero bias (a 0 fill)."""
+    if not name:
+        return True
+    if index == 3:
+        node = producers.get(name)
+        return node is not None and node.op_type == "Not" and _constant_fill(producers, node.input[0]) is False
+    return _constant_fill(producers, name) == 0
+
+
 def attach_functions(model: onnx.ModelProto) -> None:
-    """One FunctionProto per (op, optional-input pattern) that the graph uses."""
+    """One FunctionProto per (op, optional-input pattern) that the graph uses.
+
+    Nodes keep all five inputs (the TensorRT plugin's arity), but where the mask or bias is the
+    exporter's all-true / all-zero stand-in, the node gets the overload that skips it: the same
+    values without a 5-D bias add or mask gather in every runtime that runs the function body.
+    """
+    producers = {out: node for node in model.graph.node for out in node.output}
     used = set()
     for node in seo_nodes(model):
         inputs = list(node.input) + [""] * (5 - len(node.input))
-        node.overload = overload_for(inputs[3] != "", inputs[4] != "")
+        node.overload = overload_for(not _is_placeholder(producers, inputs[3], 3),
+                                     not _is_placeholder(producers, inputs[4], 4))
         used.add((node.op_type, node.overload))
         ordered = sorted(node.attribute, key=lambda a: ATTRIBUTE_ORDER.index(a.name))
         del node.attribute[:]

@@ -149,3 +149,34 @@ def test_opset_23_writes_standard_attention_as_the_attention_op(tmp_path, precis
         else:
             half = eager(model, feeds, torch.float16)["last_hidden_state"]
             assert np.abs(got - want).max() <= 2 * np.abs(half - want).max() + 1e-3
+
+
+@pytest.mark.parametrize("variant,padding_mask,overload", [
+    (("local", "relative", False), True, ""),  # real mask and bias
+    (("local", "rotary", False), True, "no_bias"),  # the bias is the zero stand-in
+    (("sparse", "learned", False), False, "no_mask_no_bias"),  # the mask is the all-true stand-in too
+])
+def test_stand_in_inputs_select_the_overload_that_skips_them(tmp_path, variant, padding_mask, overload):
+    from dataclasses import replace
+
+    from seo_export.models.build import build_model
+    from tests.export.helpers import eager
+
+    model = build_model(replace(small_config(*variant), use_padding_mask=padding_mask), seed=0)
+    result = export_onnx(model, tmp_path / "m.onnx")
+    proto = load(result)
+    nodes = [n for n in proto.graph.node if n.domain == "seo"]
+    assert nodes and all(len(n.input) == 5 and n.overload == overload for n in nodes)  # TensorRT's arity kept
+    assert [f.overload for f in proto.functions] == [overload]
+    feeds = padded_inputs(3, 13)
+    got = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert np.abs(got - eager(model, feeds)["last_hidden_state"]).max() <= 1e-4
+
+
+def test_default_opset_writes_gelu_as_one_op(tmp_path):
+    default = load(export_onnx(small_model(LOCAL), tmp_path / "a.onnx"))
+    assert {o.version for o in default.opset_import if o.domain == ""} == {20}
+    ops = {n.op_type for n in default.graph.node}
+    assert "Gelu" in ops and "Erf" not in ops
+    older = {n.op_type for n in load(export_onnx(small_model(LOCAL), tmp_path / "b.onnx", opset=18)).graph.node}
+    assert "Gelu" not in older and "Erf" in older  # opset 18 has no Gelu
