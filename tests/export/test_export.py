@@ -78,7 +78,7 @@ def test_masks_use_where_not_added_large_negatives(tmp_path_factory, precision):
                 values = constants.get(name)
                 assert values is None or values.dtype.kind != "f" or not (values < -1e4).any(), node.name
     ops = [n.op_type for n in model.graph.node]
-    assert "Where" in ops and "Softmax" in ops  # Where -> Softmax -> Where, what TensorRT fuses
+    assert "Where" in ops and "Softmax" in ops  # masks become FP32 penalty tables and row selects
 
 
 def test_metadata_says_what_the_file_is(tmp_path_factory):
