@@ -7,10 +7,10 @@ then timed *interleaved* (one call of each per round, see ``timing.interleaved_t
 noisy, shared machine slows all of them alike and the speedup against eager PyTorch is a
 ratio from the same run. Each point's peak memory is measured per backend in a fresh
 subprocess (``peak_rss_growth_mb``, over ``memory.peak_memory_mb``): the growth of resident
-memory during a steady full-size call, i.e. after the model is loaded, has run one tiny input
-and one full-size warm-up call. That is what a call allocates beyond what stays resident
-between calls, so ONNX Runtime, whose arena keeps the warm-up's memory, shows close to 0; it
-is not the memory a backend needs in all. TensorRT memory lives on the GPU, which an RSS probe
+memory during the first full-size call, after the model is loaded and has run one tiny input
+(which pages in code and starts thread pools). That is what a call of that size needs beyond
+the loaded model, ONNX Runtime's arena included (a full-size warm-up would hide the arena,
+which keeps its memory between calls). TensorRT memory lives on the GPU, which an RSS probe
 cannot see, so it is not measured (null).
 
 What could not be run is skipped with a reason instead of failing the sweep: TensorRT where
@@ -300,10 +300,9 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         "backends": backends,
         "torch_device": device,
         "timing": "interleaved: one call of each backend per round; speedup_vs_torch = torch p50 / backend p50",
-        "peak_mb": ("peak RSS growth during a steady full-size call in a fresh process (memory.peak_memory_mb: "
-                    f"after the model is loaded, one [1, {PROBE_WARMUP_SEQ}] input and one full-size warm-up "
-                    "call): what a call allocates beyond what stays resident, so ONNX Runtime's arena, kept from "
-                    "the warm-up, is not counted; null for TensorRT (GPU memory)")
+        "peak_mb": ("peak RSS growth during the first full-size call in a fresh process (memory.peak_memory_mb: "
+                    f"after the model is loaded and has run one [1, {PROBE_WARMUP_SEQ}] input): what a call of that "
+                    "size needs beyond the loaded model, ONNX Runtime's arena included; null for TensorRT (GPU memory)")
         if settings.memory else "not measured",
         # The machine is shared: its load during the run says how much to trust absolute times.
         "load_average_1min": {"start": load_before, "end": _load_average()},
