@@ -35,15 +35,16 @@ def _constant_fill(producers: dict, name: str):
     return 0.0
 
 
-def _is_placeholder(producers: dict, name: str, index: int) -> bool:
-    """Whether input ``index`` of a seo node is the exporter's stand-in for an absent input:
-    an all-true key mask (Not of a False fill) or an all-zero bias (a 0 fill)."""
-    if not name:
-        return True
-    if index == 3:
-        node = producers.get(name)
-        return node is not None and node.op_type == "Not" and _constant_fill(producers, node.input[0]) is False
-    return _constant_fill(producers, name) == 0
+def _carries_mask(producers: dict, name: str) -> bool:
+    """False for an absent key mask and for the exporter's all-true stand-in (Not of a False fill)."""
+    node = producers.get(name) if name else None
+    stand_in = node is not None and node.op_type == "Not" and _constant_fill(producers, node.input[0]) is False
+    return bool(name) and not stand_in
+
+
+def _carries_bias(producers: dict, name: str) -> bool:
+    """False for an absent bias and for the exporter's all-zero stand-in (a 0 fill)."""
+    return bool(name) and _constant_fill(producers, name) != 0
 
 
 def attach_functions(model: onnx.ModelProto) -> None:
@@ -57,8 +58,7 @@ def attach_functions(model: onnx.ModelProto) -> None:
     used = set()
     for node in seo_nodes(model):
         inputs = list(node.input) + [""] * (5 - len(node.input))
-        node.overload = overload_for(not _is_placeholder(producers, inputs[3], 3),
-                                     not _is_placeholder(producers, inputs[4], 4))
+        node.overload = overload_for(_carries_mask(producers, inputs[3]), _carries_bias(producers, inputs[4]))
         used.add((node.op_type, node.overload))
         ordered = sorted(node.attribute, key=lambda a: ATTRIBUTE_ORDER.index(a.name))
         del node.attribute[:]
