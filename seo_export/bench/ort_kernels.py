@@ -19,7 +19,7 @@ import platform
 import numpy as np
 
 from seo_export.bench.results import write_results
-from seo_export.bench.timing import interleaved_times, median
+from seo_export.bench.timing import interleaved_times, median, ratio_median
 
 BATCH, SEQ, HIDDEN, FFN = 4, 512, 768, 3072
 LINEARS = ((HIDDEN, HIDDEN), (HIDDEN, FFN), (FFN, HIDDEN))
@@ -107,9 +107,8 @@ def measure(rounds: int) -> dict:
     with torch.inference_mode():
         for k, n in LINEARS:
             times = interleaved_times(linear_contenders(k, n, rng), rounds=rounds, warmup=2)
-            ratios = [t / o for t, o in zip(times["torch"], times["ort"])]
             linears.append({"shape": [BATCH, SEQ, k, n], "median_ms": {c: median(v) * 1e3 for c, v in times.items()},
-                            "ort_speed_vs_torch": median(ratios)})
+                            "ort_speed_vs_torch": ratio_median(times["torch"], times["ort"])})
     fusions = {}
     for case, contenders in fusion_contenders(rng).items():
         times = interleaved_times(contenders, rounds=rounds, warmup=2)

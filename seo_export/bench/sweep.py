@@ -3,9 +3,9 @@
 For each selected variant the model is built once (seeded weights), exported to ONNX once
 into a temporary cache, and a runner is made per backend (eager PyTorch, ONNX Runtime, and
 TensorRT where it is available). For every batch x seq point the backends are warmed up and
-then timed *interleaved* (one call of each per round, see ``timing.interleaved_times``), so a
-noisy, shared machine slows all of them alike and the speedup against eager PyTorch is a
-ratio from the same run. Each point's peak memory is measured per backend in a fresh
+then timed *interleaved* (one call of each per round, each after a short pause, see
+``timing.interleaved_times``), so a noisy, shared machine slows all of them alike and the
+speedup against eager PyTorch is a ratio from the same run. Each point's peak memory is measured per backend in a fresh
 subprocess (``peak_rss_growth_mb``, over ``memory.peak_memory_mb``): the growth of resident
 memory during the first full-size call, after the model is loaded and has run one tiny input
 (which pages in code and starts thread pools). That is what a call of that size needs beyond
@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from seo_export.bench.memory import peak_memory_mb
-from seo_export.bench.timing import interleaved_times, median
+from seo_export.bench.timing import SETTLE_S, interleaved_times, median
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.models.config import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES, TransformerConfig
 
@@ -299,7 +299,8 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         "seed": settings.seed,
         "backends": backends,
         "torch_device": device,
-        "timing": "interleaved: one call of each backend per round; speedup_vs_torch = torch p50 / backend p50",
+        "timing": (f"interleaved: one call of each backend per round, each after a {SETTLE_S * 1e3:.0f} ms pause "
+                   "that lets the previous call's threads stop spinning; speedup_vs_torch = torch p50 / backend p50"),
         "peak_mb": ("peak RSS growth during the first full-size call in a fresh process (memory.peak_memory_mb: "
                     f"after the model is loaded and has run one [1, {PROBE_WARMUP_SEQ}] input): what a call of that "
                     "size needs beyond the loaded model, ONNX Runtime's arena included; null for TensorRT (GPU memory)")
