@@ -1,11 +1,12 @@
 """ONNX Runtime's CPU kernels against eager PyTorch on the default model's own shapes.
 
-Run: python -m seo_export.bench.ort_kernels [--rounds 15] [--out scripts/results]
+Run: python -m seo_export.bench.ort_kernels [--rounds 15] [--settle-ms 20] [--out scripts/results]
 
 Two questions, each answered with interleaved timings in one process:
 - linear layers: ORT's MatMul + bias Add (MLAS) against ``torch.nn.functional.linear``
-  (MKL here) for the three [4, 512, K] x [K, N] projections of the 768/3072 model. These are
-  most of the model's time, so their ratio bounds how far ORT can lead eager PyTorch.
+  (MKL here) for the three [4, 512, K] x [K, N] projections of the 768/3072 model, and the
+  same without the bias. These are most of the model's time, so their ratio bounds how far
+  ORT can lead eager PyTorch.
 - fusions: ORT's fused CPU kernels against the unfused ops they replace, which is how
   ``backends.ort_runner.CPU_SLOWER_FUSIONS`` is chosen; and GELU as opset 18's Erf pattern
   against opset 20's single ``Gelu``.
@@ -19,7 +20,7 @@ import platform
 import numpy as np
 
 from seo_export.bench.results import write_results
-from seo_export.bench.timing import interleaved_times, median, ratio_median
+from seo_export.bench.timing import SETTLE_S, interleaved_times, median, ratio_median
 
 BATCH, SEQ, HIDDEN, FFN = 4, 512, 768, 3072
 LINEARS = ((HIDDEN, HIDDEN), (HIDDEN, FFN), (FFN, HIDDEN))
@@ -57,11 +58,16 @@ def linear_contenders(k: int, n: int, rng) -> dict:
     weight = (rng.standard_normal((k, n)) * 0.02).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
     x = rng.standard_normal((BATCH, SEQ, k)).astype(np.float32)
-    model = _model([oh.make_node("MatMul", ["x", "w"], ["m"]), oh.make_node("Add", ["m", "b"], ["y"])],
-                   {"x": [BATCH, SEQ, k]}, {"w": weight, "b": bias})
+    inputs = {"x": [BATCH, SEQ, k]}
+    with_bias = _model([oh.make_node("MatMul", ["x", "w"], ["m"]), oh.make_node("Add", ["m", "b"], ["y"])],
+                       inputs, {"w": weight, "b": bias})
+    gemm_only = _model([oh.make_node("MatMul", ["x", "w"], ["y"])], inputs, {"w": weight})
     w_t, b_t, x_t = torch.from_numpy(weight.T.copy()), torch.from_numpy(bias), torch.from_numpy(x)
     return {"torch": lambda: torch.nn.functional.linear(x_t, w_t, b_t),
-            "ort": _ort_call(_session(model), {"x": x})}
+            "ort": _ort_call(_session(with_bias), {"x": x}),
+            # The same without the bias: MLAS's GEMM against MKL's, apart from ORT's separate Add.
+            "torch_no_bias": lambda: torch.nn.functional.linear(x_t, w_t),
+            "ort_no_bias": _ort_call(_session(gemm_only), {"x": x})}
 
 
 def fusion_contenders(rng) -> dict[str, dict]:
@@ -98,7 +104,7 @@ def fusion_contenders(rng) -> dict[str, dict]:
     }
 
 
-def measure(rounds: int) -> dict:
+def measure(rounds: int, settle_s: float = SETTLE_S) -> dict:
     import torch
 
     torch.set_num_threads(THREADS)
@@ -106,12 +112,13 @@ def measure(rounds: int) -> dict:
     linears = []
     with torch.inference_mode():
         for k, n in LINEARS:
-            times = interleaved_times(linear_contenders(k, n, rng), rounds=rounds, warmup=2)
+            times = interleaved_times(linear_contenders(k, n, rng), rounds=rounds, warmup=2, settle_s=settle_s)
             linears.append({"shape": [BATCH, SEQ, k, n], "median_ms": {c: median(v) * 1e3 for c, v in times.items()},
-                            "ort_speed_vs_torch": ratio_median(times["torch"], times["ort"])})
+                            "ort_speed_vs_torch": ratio_median(times["torch"], times["ort"]),
+                            "no_bias_ort_speed_vs_torch": ratio_median(times["torch_no_bias"], times["ort_no_bias"])})
     fusions = {}
     for case, contenders in fusion_contenders(rng).items():
-        times = interleaved_times(contenders, rounds=rounds, warmup=2)
+        times = interleaved_times(contenders, rounds=rounds, warmup=2, settle_s=settle_s)
         fusions[case] = {c: median(v) * 1e3 for c, v in times.items()}
     import onnxruntime
 
@@ -120,6 +127,7 @@ def measure(rounds: int) -> dict:
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": THREADS,
                     "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
         "rounds": rounds,
+        "settle_ms": settle_s * 1e3,
         "linears": linears,
         "fusions_ms": fusions,
     }
@@ -127,15 +135,21 @@ def measure(rounds: int) -> dict:
 
 def to_markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"Command: `python -m seo_export.bench.ort_kernels --rounds {result['rounds']}` "
+    lines = [f"Command: `python -m seo_export.bench.ort_kernels --rounds {result['rounds']} "
+             f"--settle-ms {result['settle_ms']:g}` "
              f"(ONNX Runtime {m['onnxruntime']} CPU, torch {m['torch']}, {m['threads']} threads, {m['cpu']}); "
              "medians of interleaved rounds", "",
-             "| linear [B, S, K] x [K, N] | torch ms | ORT ms | ORT speed vs torch (median of per-round ratios) |",
-             "|---|---|---|---|"]
+             "ORT speed vs torch is the median of per-round ratios; without bias: MatMul alone against "
+             "`F.linear(x, w)`, which isolates the GEMM kernels from ORT's separate bias Add.", "",
+             "| linear [B, S, K] x [K, N] | torch ms | ORT ms | ORT speed vs torch | without bias: torch ms | ORT ms "
+             "| ORT speed vs torch |",
+             "|---|---|---|---|---|---|---|"]
     for row in result["linears"]:
         b, s, k, n = row["shape"]
         t = row["median_ms"]
-        lines.append(f"| [{b}, {s}, {k}] x [{k}, {n}] | {t['torch']:.1f} | {t['ort']:.1f} | {row['ort_speed_vs_torch']:.2f}x |")
+        lines.append(f"| [{b}, {s}, {k}] x [{k}, {n}] | {t['torch']:.1f} | {t['ort']:.1f} "
+                     f"| {row['ort_speed_vs_torch']:.2f}x | {t['torch_no_bias']:.1f} | {t['ort_no_bias']:.1f} "
+                     f"| {row['no_bias_ort_speed_vs_torch']:.2f}x |")
     lines += ["", "| ORT CPU kernel | ms |", "|---|---|"]
     for case, timings in result["fusions_ms"].items():
         for contender, ms in timings.items():
@@ -146,9 +160,12 @@ def to_markdown(result: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--settle-ms", type=float, default=SETTLE_S * 1e3,
+                        help="pause before each timed call; 0 shows how the previous call's spinning threads "
+                             "slow the next (default %(default)g)")
     parser.add_argument("--out", default="scripts/results")
     args = parser.parse_args(argv)
-    result = measure(args.rounds)
+    result = measure(args.rounds, args.settle_ms / 1e3)
     write_results(args.out, "ort_kernels", result, to_markdown(result))
     print(to_markdown(result))
 
