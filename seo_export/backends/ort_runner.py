@@ -24,14 +24,16 @@ def default_providers() -> list[str]:
 
 
 def create_session(model, providers: list[str] | None = None, intra_op_threads: int | None = None,
-                   disabled_fusions: tuple[str, ...] | None = None, optimized_path: str | None = None):
+                   disabled_fusions: tuple[str, ...] | None = None, optimized_path: str | None = None,
+                   profile_prefix: str | None = None):
     """An InferenceSession over a path or a ModelProto, set up the way every seo-export run uses it.
 
     The intra-op threads spin while a run is going (ORT's default) but stop at the end of each
     run: otherwise they keep two cores busy for ~50 ms afterwards and slow whatever runs next,
     such as eager PyTorch timed beside ORT. ``disabled_fusions`` defaults to
     ``CPU_SLOWER_FUSIONS`` on the CPU provider alone and to none otherwise. ``optimized_path``
-    receives the graph ORT actually runs, after its fusions.
+    receives the graph ORT actually runs, after its fusions; with ``profile_prefix`` ORT
+    profiles every run into a JSON file of that prefix (``session.end_profiling()`` names it).
     """
     import onnxruntime as ort
 
@@ -43,6 +45,9 @@ def create_session(model, providers: list[str] | None = None, intra_op_threads: 
         options.intra_op_num_threads = intra_op_threads
     if optimized_path:
         options.optimized_model_filepath = str(optimized_path)
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     source = str(model) if isinstance(model, (str, os.PathLike)) else model.SerializeToString()
     if disabled_fusions is None:
         disabled_fusions = CPU_SLOWER_FUSIONS if providers == ["CPUExecutionProvider"] else ()
