@@ -51,3 +51,38 @@ def test_runner_computes_the_model_and_reports_bad_files(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(UsageError, match="ONNX Runtime cannot load"):
         OrtRunner(bad, ["CPUExecutionProvider"]).activate()
+
+
+_FP_MODE_PROBE = """
+import sys
+import numpy as np, onnxruntime as ort
+from seo_export.backends.ort_runner import create_session
+from tests.backends.test_ort_runner import residual_norm_model
+if sys.argv[1] == "seo":
+    create_session(residual_norm_model(), ["CPUExecutionProvider"], 1)
+else:  # the control
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    ort.InferenceSession(residual_norm_model().SerializeToString(), options, providers=["CPUExecutionProvider"])
+print(float((np.array([1e-39], np.float32) * np.float32(1))[0]))  # a float32 denormal, or 0 when flushed
+"""
+
+
+def _denormal_after_first_session(kind: str) -> float:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", _FP_MODE_PROBE, kind], capture_output=True, text=True, cwd=root,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return float(done.stdout.split()[-1])
+
+
+def test_sessions_leave_the_callers_floating_point_mode_alone():
+    # ORT's set_denormal_as_zero speeds up Exp on -inf, but on the process's first session it
+    # turns on flush-to-zero for the calling thread: for eager PyTorch and numpy too. Fresh
+    # processes, since the control changes its process's FP mode for good.
+    assert _denormal_after_first_session("seo") == pytest.approx(1e-39, rel=1e-3)
+    assert _denormal_after_first_session("control") == 0.0  # the probe can see a session that flushes
