@@ -5,9 +5,9 @@ Run: python -m seo_export.bench.op_profile [--attention local] [--positional sin
 
 Each runtime's own profiler over the default-size model: ONNX Runtime's session profiling
 (kernel time per node) and ``torch.profiler`` (self CPU time per aten op). Both are split into
-the dense linear layers (ORT: MatMul / Gemm / FusedMatMul with a 2-D weight, plus the Add of a
-1-D bias; torch: addmm / mm, which carry the bias) and everything else, which is what decides
-how far ORT can lead eager PyTorch. Profilers add their own overhead: read the shares, not the
+the dense linear layers (ORT: MatMul / Gemm / FusedMatMul with a weight initializer, plus the
+Add of a 1-D bias to their output; torch: addmm and mm) and everything else, which is what
+decides how far ORT can lead eager PyTorch. Profilers add their own overhead: read the shares, not the
 absolute times, and the bench for speed.
 """
 
@@ -91,7 +91,8 @@ def measure(attention: str, positional: str, batch: int, seq: int, runs: int, th
     from seo_export.models.config import TransformerConfig
 
     torch.set_num_threads(threads)
-    config = (base_config or TransformerConfig()).replace(attention_type=attention, positional_encoding_type=positional)
+    config = (base_config or TransformerConfig()).replace(attention_type=attention,
+                                                          positional_encoding_type=positional)
     model = build_model(config, seed=0).eval()
     feeds = bench_inputs(batch, seq, config.vocab_size)
     with tempfile.TemporaryDirectory(prefix="seo-profile-") as tmp:

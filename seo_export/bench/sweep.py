@@ -5,13 +5,13 @@ into a temporary cache, and a runner is made per backend (eager PyTorch, ONNX Ru
 TensorRT where it is available). For every batch x seq point the backends are warmed up and
 then timed *interleaved* (one call of each per round, each after a short pause, see
 ``timing.interleaved_times``), so a noisy, shared machine slows all of them alike and the
-speedup against eager PyTorch is a ratio from the same run. Each point's peak memory is measured per backend in a fresh
-subprocess (``peak_rss_growth_mb``, over ``memory.peak_memory_mb``): the growth of resident
-memory during the first full-size call, after the model is loaded and has run one tiny input
-(which pages in code and starts thread pools). That is what a call of that size needs beyond
-the loaded model, ONNX Runtime's arena included (a full-size warm-up would hide the arena,
-which keeps its memory between calls). TensorRT memory lives on the GPU, which an RSS probe
-cannot see, so it is not measured (null).
+speedup against eager PyTorch is a ratio from the same run. Each point's peak memory is
+measured per backend in a fresh subprocess (``peak_rss_growth_mb``, over
+``memory.peak_memory_mb``): the growth of resident memory during the first full-size call,
+after the model is loaded and has run one tiny input (which pages in code and starts thread
+pools). That is what a call of that size needs beyond the loaded model, ONNX Runtime's arena
+included (a full-size warm-up would hide the arena, which keeps its memory between calls).
+TensorRT memory lives on the GPU, which an RSS probe cannot see, so it is not measured (null).
 
 What could not be run is skipped with a reason instead of failing the sweep: TensorRT where
 it or a GPU is missing, and points longer than a learned positional table. Everything is
