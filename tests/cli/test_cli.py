@@ -77,6 +77,15 @@ def test_pickled_checkpoints_are_not_unpickled(tmp_path):
     assert_one_line_error(result, "cannot read checkpoint")
 
 
+def test_export_cli_opsets_match_the_exporter():
+    # The CLI repeats them so that --help need not import torch; the exporter is what checks them.
+    from seo_export.cli import export as cli_export
+    from seo_export.export import exporter
+
+    assert (cli_export.MIN_OPSET, cli_export.MAX_OPSET, cli_export.DEFAULT_OPSET) == (
+        exporter.MIN_OPSET, exporter.MAX_OPSET, exporter.DEFAULT_OPSET)
+
+
 def test_export_and_inspect(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"hidden_size": 32, "num_layers": 1, "num_heads": 4, "vocab_size": 50,
