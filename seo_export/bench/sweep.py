@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from seo_export.bench.memory import peak_memory_mb
-from seo_export.bench.timing import SETTLE_S, interleaved_times, median
+from seo_export.bench.timing import SETTLE_S, interleaved_times, median, speedup_interval
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.models.config import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES, TransformerConfig
 
@@ -300,7 +300,8 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         "backends": backends,
         "torch_device": device,
         "timing": (f"interleaved: one call of each backend per round, each after a {SETTLE_S * 1e3:.0f} ms pause "
-                   "that lets the previous call's threads stop spinning; speedup_vs_torch = torch p50 / backend p50"),
+                   "that lets the previous call's threads stop spinning; speedup_vs_torch = torch p50 / backend p50, "
+                   "speedup_vs_torch_ci95 its 95% paired bootstrap interval over the rounds"),
         "peak_mb": ("peak RSS growth during the first full-size call in a fresh process (memory.peak_memory_mb: "
                     f"after the model is loaded and has run one [1, {PROBE_WARMUP_SEQ}] input): what a call of that "
                     "size needs beyond the loaded model, ONNX Runtime's arena included; null for TensorRT (GPU memory)")
@@ -328,12 +329,13 @@ def _measure_point(settings: SweepSettings, variant: Variant, config: Transforme
     results = []
     for name, times in samples.items():
         speedup = p50["torch"] / p50[name] if "torch" in p50 and p50[name] > 0 else None
+        interval = speedup_interval(samples["torch"], times) if "torch" in samples and name != "torch" else None
         peak = None
         if settings.memory and name in ("torch", "ort"):
             peak = _probe(name, config, settings, batch, seq, onnx_path, threads, device)
         backend_threads = threads if name == "torch" else ort_intra if name == "ort" else None
         results.append(bench_result(variant.as_dict(), name, batch, seq, times, speedup_vs_torch=speedup,
-                                    peak_mb=peak, threads=backend_threads))
+                                    speedup_ci95=interval, peak_mb=peak, threads=backend_threads))
     return results
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from typing import Callable
 
 #: Pause before each timed call. Runtimes keep their worker threads spinning after a call
@@ -41,6 +42,40 @@ def ratio_median(numerator: list[float], denominator: list[float]) -> float:
     same rounds, so drift that slows both contenders of a round cancels out."""
     pairs = [n / d for n, d in zip(numerator, denominator) if d > 0]
     return statistics.median(pairs) if pairs else float("nan")
+
+
+#: Rounds needed before a speedup gets a confidence interval (fewer give a meaningless bootstrap).
+MIN_ROUNDS_FOR_INTERVAL = 5
+
+
+def speedup_interval(baseline_s: list[float], contender_s: list[float], confidence: float = 0.95,
+                     resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """Confidence interval of ``median(baseline) / median(contender)``, the speedup the bench reports.
+
+    A paired percentile bootstrap over rounds (``scipy.stats.bootstrap``): rounds are resampled
+    whole, so each keeps its baseline and contender sample and drift common to a round stays
+    paired. None with fewer than ``MIN_ROUNDS_FOR_INTERVAL`` rounds. Seeded: the same samples
+    give the same interval.
+    """
+    import numpy as np
+    from scipy import stats
+
+    if len(baseline_s) != len(contender_s):
+        raise ValueError(f"paired samples differ in length: {len(baseline_s)} and {len(contender_s)}")
+    if len(baseline_s) < MIN_ROUNDS_FOR_INTERVAL or min(contender_s) <= 0:
+        return None
+
+    def ratio_of_medians(baseline, contender, axis=-1):
+        return np.median(baseline, axis=axis) / np.median(contender, axis=axis)
+
+    with warnings.catch_warnings():
+        # Identical resamples (a constant ratio) make scipy warn that the data are degenerate.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap((np.asarray(baseline_s, float), np.asarray(contender_s, float)), ratio_of_medians,
+                                 paired=True, vectorized=True, n_resamples=resamples, confidence_level=confidence,
+                                 method="percentile", rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return float(low), float(high)
 
 
 def percentile(values: list[float], q: float) -> float:

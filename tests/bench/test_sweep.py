@@ -34,7 +34,7 @@ def swept(tmp_path_factory):
     try:
         settings = sweep.SweepSettings(variants=[sweep.Variant("local", "rotary")], base_config=TINY,
                                        backends=("torch", "ort", "trt"), batches=BATCHES, seqs=SEQS,
-                                       warmup=1, iterations=3, memory=False)
+                                       warmup=1, iterations=5, memory=False)
         workdir = tmp_path_factory.mktemp("sweep")
         events = []
         outcome = sweep.run_sweep(settings, progress=lambda m, d, t: events.append((m, d, t)), workdir=workdir)
@@ -68,7 +68,7 @@ def test_speedups_come_from_the_same_interleaved_run(swept):
     assert len(calls) == len(BATCHES) * len(SEQS)
     for samples in calls:
         assert set(samples) == {"torch", "ort"}
-        assert len(samples["torch"]) == len(samples["ort"]) == 3
+        assert len(samples["torch"]) == len(samples["ort"]) == 5
     points = by_point(outcome.report)
     for batch in BATCHES:
         for seq in SEQS:
@@ -76,6 +76,13 @@ def test_speedups_come_from_the_same_interleaved_run(swept):
             assert torch_r["speedup_vs_torch"] == pytest.approx(1.0)
             expected = torch_r["latency_ms"]["p50"] / ort_r["latency_ms"]["p50"]
             assert ort_r["speedup_vs_torch"] == pytest.approx(expected, rel=1e-9)
+            assert torch_r["speedup_vs_torch_ci95"] is None
+            low, high = ort_r["speedup_vs_torch_ci95"]
+            assert low <= ort_r["speedup_vs_torch"] <= high
+    # The intervals are those of the spied samples, torch and ORT paired round by round.
+    recorded = sorted(tuple(points[("ort", b, s)]["speedup_vs_torch_ci95"]) for b in BATCHES for s in SEQS)
+    spied = sorted(sweep.speedup_interval(c["torch"], c["ort"]) for c in calls)
+    assert recorded == spied
     # And the p50s in the report are those of the spied samples (no second measurement).
     recorded = sorted(points[("ort", b, s)]["latency_ms"]["p50"] for b in BATCHES for s in SEQS)
     spied = sorted(sweep.median(c["ort"]) * 1e3 for c in calls)
@@ -88,7 +95,7 @@ def test_threads_settings_and_skips_are_recorded(swept):
     assert env["threads"]["torch"] >= 1 and env["threads"]["ort_intra_op"] >= 1
     for r in outcome.report["results"]:
         assert isinstance(r["threads"], int) and r["threads"] >= 1
-    assert env["bench"]["iterations"] == 3 and env["bench"]["warmup"] == 1
+    assert env["bench"]["iterations"] == 5 and env["bench"]["warmup"] == 1
     assert env["bench"]["model"]["hidden_size"] == 32
     reason = sweep.trt_unavailable_reason()
     if reason:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from seo_export.bench import timing
@@ -47,3 +48,51 @@ def test_ratio_median_pairs_samples_round_by_round():
 def test_percentile_interpolates_between_ranks():
     assert timing.percentile([4.0, 1.0, 3.0, 2.0], 50) == pytest.approx(2.5)
     assert timing.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 90) == pytest.approx(4.6)
+
+
+# ----------------------------------------------------------------------------- speedup interval
+
+def test_speedup_interval_is_exact_for_a_constant_ratio():
+    torch_s = [2.0, 2.6, 1.9, 3.1, 2.2, 2.4]
+    low, high = timing.speedup_interval(torch_s, [t / 1.25 for t in torch_s])
+    assert low == pytest.approx(1.25) and high == pytest.approx(1.25)
+
+
+def test_speedup_interval_covers_the_true_speedup_about_95_percent_of_the_time():
+    # 200 seeded benches of 12 rounds with 10% lognormal noise on each call; true speedup 0.95.
+    hits = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        torch_s = 2.3 * np.exp(0.1 * rng.standard_normal(12))
+        ort_s = 2.3 / 0.95 * np.exp(0.1 * rng.standard_normal(12))
+        low, high = timing.speedup_interval(list(torch_s), list(ort_s))
+        assert low <= high
+        hits += low <= 0.95 <= high
+    assert 0.88 <= hits / 200 <= 0.99
+
+
+def test_speedup_interval_narrows_with_more_rounds():
+    def width(rounds):
+        rng = np.random.default_rng(1)
+        torch_s = np.exp(0.1 * rng.standard_normal(rounds))
+        low, high = timing.speedup_interval(list(torch_s), list(np.exp(0.1 * rng.standard_normal(rounds))))
+        return high - low
+    assert width(200) < width(10) / 2
+
+
+def test_speedup_interval_keeps_rounds_paired():
+    # Drift common to a round (x1 .. x3) is far larger than the per-call noise (1%); resampling
+    # whole rounds keeps each torch sample with its ORT sample, so the drift cancels.
+    rng = np.random.default_rng(0)
+    drift = np.linspace(1.0, 3.0, 20)
+    rng.shuffle(drift)
+    torch_s = drift * np.exp(0.01 * rng.standard_normal(20))
+    ort_s = drift / 1.1 * np.exp(0.01 * rng.standard_normal(20))
+    low, high = timing.speedup_interval(list(torch_s), list(ort_s))
+    assert low < 1.1 < high and high - low < 0.1
+
+
+def test_speedup_interval_needs_enough_paired_rounds():
+    assert timing.speedup_interval([1.0] * 4, [1.0] * 4) is None
+    with pytest.raises(ValueError, match="differ in length"):
+        timing.speedup_interval([1.0] * 6, [1.0] * 5)

@@ -51,8 +51,9 @@ def validate_report():
 @pytest.fixture
 def bench_report():
     results = [R.bench_result(R.make_variant("local", "rotary"), backend, 4, seq, [0.010, 0.011, 0.012],
-                              speedup_vs_torch=speedup, peak_mb=64.0, threads=2)
-               for backend, speedup in (("torch", 1.0), ("ort", 1.6)) for seq in (512, 1024)]
+                              speedup_vs_torch=speedup, speedup_ci95=interval, peak_mb=64.0, threads=2)
+               for backend, speedup, interval in (("torch", 1.0, None), ("ort", 1.6, (1.5, 1.7)))
+               for seq in (512, 1024)]
     return R.bench_report(results, environment=ENV)
 
 
@@ -111,6 +112,16 @@ def test_schema_checker_names_the_problem(validate_report, damage, fragment):
         R.check_report(validate_report)
 
 
+def test_speedup_interval_is_optional_but_checked_when_present(bench_report):
+    assert bench_report["results"][2]["speedup_vs_torch_ci95"] == [1.5, 1.7]
+    assert bench_report["results"][0]["speedup_vs_torch_ci95"] is None
+    del bench_report["results"][2]["speedup_vs_torch_ci95"]  # reports written before the field existed
+    R.check_report(bench_report)
+    bench_report["results"][3]["speedup_vs_torch_ci95"] = [1.5]
+    with pytest.raises(R.ReportSchemaError, match=re.escape("results[3].speedup_vs_torch_ci95: expected [low, high]")):
+        R.check_report(bench_report)
+
+
 def test_not_json_is_a_clear_error(tmp_path):
     path = tmp_path / "report.json"
     path.write_text("{oops")
@@ -157,7 +168,8 @@ def test_markdown_has_the_summary_rows_and_failures(validate_report):
 
 def test_markdown_bench_table(bench_report):
     md = R.render_markdown(bench_report)
-    assert "| local/rotary | ort | 4 | 1024 | 11.00 | 11.80 | 11.98 | 363.6 | 1.60x | 64 | 2 |" in md
+    assert "| local/rotary | ort | 4 | 1024 | 11.00 | 11.80 | 11.98 | 363.6 | 1.60x (1.50-1.70) | 64 | 2 |" in md
+    assert "| local/rotary | torch | 4 | 1024 | 11.00 | 11.80 | 11.98 | 363.6 | 1.00x | 64 | 2 |" in md
 
 
 def test_rich_summary_table(validate_report):

@@ -43,13 +43,17 @@ def _median_by(results: list[dict], key: Callable[[dict], tuple[str, str]],
     return {k: statistics.median(vs) for k, vs in groups.items()}
 
 
-def _bars(medians: dict[tuple[str, str], float], **kwargs) -> bytes | None:
-    """Grouped bar chart from {(label, series): value}; None when there is nothing to draw."""
+def _bars(medians: dict[tuple[str, str], float], intervals: dict[tuple[str, str], tuple] | None = None,
+          **kwargs) -> bytes | None:
+    """Grouped bar chart from {(label, series): value}, with optional {(label, series): (low, high)}
+    whiskers; None when there is nothing to draw."""
     if not medians:
         return None
     labels = list(dict.fromkeys(label for label, _ in medians))
     names = list(dict.fromkeys(name for _, name in medians))
     series = {n: [medians.get((label, n)) for label in labels] for n in names}
+    if intervals:
+        kwargs["intervals"] = {n: [intervals.get((label, n)) for label in labels] for n in names}
     return plots.bar_chart_png(labels, series, **kwargs)
 
 
@@ -105,6 +109,7 @@ def _bench_figures(results: list[dict]) -> list[tuple[str, bytes | None]]:
             memory.setdefault(series(r), []).append((r["seq"], r["peak_mb"]))
     p50 = _median_by(results, by_point, lambda r: r["latency_ms"]["p50"])
     speedup = _median_by(results, by_point, lambda r: r["speedup_vs_torch"])
+    intervals = {by_point(r): tuple(r["speedup_vs_torch_ci95"]) for r in results if r.get("speedup_vs_torch_ci95")}
 
     def scaling_chart(points: dict[str, list], title: str, ylabel: str) -> bytes | None:
         if not points:
@@ -113,7 +118,8 @@ def _bench_figures(results: list[dict]) -> list[tuple[str, bytes | None]]:
 
     return [
         ("p50 latency", _bars(p50, title="Latency p50", ylabel="ms")),
-        ("Speedup against eager PyTorch, same run", _bars(speedup, title="Speedup", ylabel="x torch", reference=1.0)),
+        ("Speedup against eager PyTorch, same run (whiskers: 95% interval)",
+         _bars(speedup, intervals, title="Speedup", ylabel="x torch", reference=1.0)),
         ("Time against sequence length", scaling_chart(scaling, "Scaling: time", "p50 ms")),
         ("Peak memory against sequence length", scaling_chart(memory, "Scaling: peak memory", "MB")),
     ]

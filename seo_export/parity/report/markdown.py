@@ -14,13 +14,21 @@ from seo_export.parity.report.schema import variant_label
 from seo_export.parity.tolerance import Verdict
 
 VALIDATE_COLUMNS = ("Variant", "Backend", "Result", "Cases passed", "Worst max abs err", "Threshold", "Speedup")
-BENCH_COLUMNS = ("Variant", "Backend", "Batch", "Seq", "p50 ms", "p90 ms", "p99 ms", "seq/s", "vs torch",
+BENCH_COLUMNS = ("Variant", "Backend", "Batch", "Seq", "p50 ms", "p90 ms", "p99 ms", "seq/s", "vs torch (95% CI)",
                  "Peak MB", "Threads")
 MISSING = "-"
 
 
 def fmt(value: float | None, spec: str = ".3g", suffix: str = "") -> str:
     return MISSING if value is None else f"{value:{spec}}{suffix}"
+
+
+def speedup_cell(speedup: float | None, interval: list[float] | None = None) -> str:
+    """``1.23x``, with its 95% interval when known: ``1.23x (1.10-1.31)``."""
+    text = fmt(speedup, ".2f", "x")
+    if speedup is not None and interval is not None:
+        text += f" ({interval[0]:.2f}-{interval[1]:.2f})"
+    return text
 
 
 def worst_abs_error(result: dict) -> float | None:
@@ -58,7 +66,7 @@ def _bench_row(r: dict) -> list[str]:
     return [
         variant_label(r["variant"]), r["backend"], str(r["batch"]), str(r["seq"]),
         fmt(lat["p50"], ".2f"), fmt(lat["p90"], ".2f"), fmt(lat["p99"], ".2f"),
-        fmt(r["throughput_seq_per_s"], ".1f"), fmt(r["speedup_vs_torch"], ".2f", "x"),
+        fmt(r["throughput_seq_per_s"], ".1f"), speedup_cell(r["speedup_vs_torch"], r.get("speedup_vs_torch_ci95")),
         fmt(r.get("peak_mb"), ".0f"), fmt(r["threads"], "d"),
     ]
 

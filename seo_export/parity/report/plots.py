@@ -85,9 +85,11 @@ def line_chart_png(series: dict[str, Sequence[tuple[float, float]]], *, title: s
 
 
 def bar_chart_png(labels: Sequence[str], series: dict[str, Sequence[float | None]], *, title: str, ylabel: str,
-                  reference: float | None = None) -> bytes:
+                  reference: float | None = None,
+                  intervals: dict[str, Sequence[tuple[float, float] | None]] | None = None) -> bytes:
     """Grouped bars: one group per label, one bar per series; None leaves a gap. ``reference``
-    draws a horizontal line (speedup 1.0)."""
+    draws a horizontal line (speedup 1.0); ``intervals`` (same layout as ``series``) draws
+    each bar's (low, high) as a whisker."""
     fig, ax = _figure(width=min(16.0, max(6.4, 0.6 * len(labels) * max(len(series), 1))))
     x = np.arange(len(labels))
     width = 0.8 / max(len(series), 1)
@@ -95,7 +97,13 @@ def bar_chart_png(labels: Sequence[str], series: dict[str, Sequence[float | None
         if len(values) != len(labels):
             raise ValueError(f"{name}: {len(values)} values for {len(labels)} labels")
         heights = [np.nan if v is None else v for v in values]
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=name)
+        positions = x + (i - (len(series) - 1) / 2) * width
+        ax.bar(positions, heights, width, label=name)
+        for position, height, interval in zip(positions, values, (intervals or {}).get(name, ())):
+            if height is not None and interval is not None:
+                low, high = interval
+                ax.errorbar(position, height, yerr=[[height - low], [high - height]], fmt="none", ecolor="black",
+                            capsize=3, linewidth=0.8)
     if reference is not None:
         ax.axhline(reference, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)

@@ -100,9 +100,12 @@ def make_break(layer: int, block: str, fixed_by_fp32: bool | None = None, flag: 
 
 
 def bench_result(variant: dict, backend: str, batch: int, seq: int, samples_s: Sequence[float], *,
-                 speedup_vs_torch: float | None = None, peak_mb: float | None = None,
-                 threads: int | None = None) -> dict:
-    """One benchmark point from per-call latencies in seconds; throughput is batch / p50."""
+                 speedup_vs_torch: float | None = None, speedup_ci95: tuple[float, float] | None = None,
+                 peak_mb: float | None = None, threads: int | None = None) -> dict:
+    """One benchmark point from per-call latencies in seconds; throughput is batch / p50.
+
+    ``speedup_ci95`` is the 95% confidence interval of ``speedup_vs_torch`` (``timing.speedup_interval``).
+    """
     if not samples_s:
         raise ValueError("a benchmark result needs at least one latency sample")
     latency_ms = {f"p{q}": plain_float(percentile(list(samples_s), q) * 1e3) for q in (50, 90, 99)}
@@ -114,6 +117,7 @@ def bench_result(variant: dict, backend: str, batch: int, seq: int, samples_s: S
         "latency_ms": latency_ms,
         "throughput_seq_per_s": plain_float(batch / (latency_ms["p50"] / 1e3)) if latency_ms["p50"] else None,
         "speedup_vs_torch": plain_float(speedup_vs_torch),
+        "speedup_vs_torch_ci95": [plain_float(v) for v in speedup_ci95] if speedup_ci95 is not None else None,
         "threads": threads,
     }
     if peak_mb is not None:
@@ -228,6 +232,10 @@ def _check_bench_result(result: dict, where: str, problems: list[str]) -> None:
     _fields(result["latency_ms"], LATENCY, f"{where}.latency_ms", problems)
     if "peak_mb" in result and not isinstance(result["peak_mb"], OPTIONAL_NUMBER):
         problems.append(f"{where}.peak_mb: expected number or null")
+    interval = result.get("speedup_vs_torch_ci95")  # optional: reports before it lack the field
+    if interval is not None and not (isinstance(interval, list) and len(interval) == 2
+                                     and all(isinstance(v, NUMBER) and not isinstance(v, bool) for v in interval)):
+        problems.append(f"{where}.speedup_vs_torch_ci95: expected [low, high] numbers or null")
 
 
 def check_report(report: dict) -> None:
