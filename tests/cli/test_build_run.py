@@ -1,6 +1,7 @@
 """`seo-export build` and `run`: what works without TensorRT, and every error path, as users meet them."""
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -11,7 +12,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from seo_export.backends.tensorrt.builder import check_build_inputs, describe_parser_errors, network_flags
+from seo_export.backends.tensorrt.builder import (
+    check_build_inputs,
+    check_seo_nodes,
+    describe_parser_errors,
+    network_flags,
+    require_plugins,
+)
 from seo_export.backends.tensorrt.loader import PluginRegistration, tensorrt_available
 from seo_export.backends.tensorrt.manifest import EngineManifest, Environment, sha256_bytes, write_manifest
 from seo_export.backends.tensorrt.profiles import parse_profile
@@ -19,7 +26,8 @@ from seo_export.backends.tensorrt.runner import read_engine
 from seo_export.cli.main import main
 from seo_export.backends.torch_runner import torch_model_from_onnx
 from seo_export.cli.run import read_inputs, validate_inputs
-from seo_export.errors import UsageError
+from seo_export.bench.export_scaling import local_node_model
+from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.models import TransformerConfig
 from seo_export.models.build import build_model
 from tests.cli.helpers import assert_one_line_error
@@ -183,17 +191,67 @@ class ParserError:
 def test_parser_errors_name_the_node_and_op():
     errors = [ParserError(3, "Plugin not found, are the plugin name, version, and namespace correct?\nmore",
                           "attn_0", "LocalWindowAttention"), ParserError(5, "other")]
-    no_plugins = PluginRegistration(None, "seo_plugins.trt cannot be imported: No module named 'triton'")
-    message = describe_parser_errors(errors, plugins=no_plugins)
+    message = describe_parser_errors(errors)
     assert message.startswith("TensorRT cannot parse node 'attn_0' (op LocalWindowAttention): UNSUPPORTED_NODE: "
                               "Plugin not found")
-    assert "(+1 more)" in message and "No module named 'triton'" in message and "\n" not in message
+    assert "(+1 more)" in message and "\n" not in message
 
 
 def test_parser_errors_from_older_bindings_use_the_graph(onnx_path):
     nodes = list(onnx.load(str(onnx_path)).graph.node)
-    message = describe_parser_errors([ParserError(3, "bad shapes")], nodes, PluginRegistration("a" * 64))
+    message = describe_parser_errors([ParserError(3, "bad shapes")], nodes)
     assert message == "TensorRT cannot parse node 'mask_mul' (op Mul): UNSUPPORTED_NODE: bad shapes"
+
+
+def local_node(**changes):
+    """A one-node model like the exporter's seo::LocalWindowAttention node, with attributes changed or removed."""
+    model = local_node_model(window_left=4, window_right=4, head_dim=8)
+    node = model.graph.node[0]
+    node.name = "attn_0"
+    for name, value in changes.items():
+        kept = [a for a in node.attribute if a.name != name]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        if value is not None:
+            node.attribute.append(helper.make_attribute(name, value))
+    return model
+
+
+def test_seo_nodes_as_exported_pass_the_build_checks():
+    check_seo_nodes(local_node())
+
+
+@pytest.mark.parametrize("changes,fragment", [
+    # The parser hands int attributes to the plugin as int32: 2**32 + 4 would arrive as 4.
+    ({"window_left": 2 ** 32 + 4}, "window_left = 4294967300 is larger than the kernels allow"),
+    ({"window_right": -1}, "window_right must be >= 0"),
+    ({"plugin_namespace": None}, "has no plugin_namespace attribute, so TensorRT would not find the seo plugin"),
+    ({"plugin_version": "2"}, "plugin_version is '2'; this seo-export provides version 1"),
+    ({"scale": None}, "missing attribute scale"),
+])
+def test_seo_nodes_the_plugins_cannot_take_are_refused_before_tensorrt(changes, fragment):
+    with pytest.raises(UsageError, match=re.escape(fragment)) as info:
+        check_seo_nodes(local_node(**changes))
+    assert str(info.value).startswith("node 'attn_0' (seo::LocalWindowAttention)")
+
+
+def test_build_checks_the_seo_nodes_first(tmp_path):
+    path = tmp_path / "node.onnx"
+    onnx.save(local_node(window_right=2 ** 31), str(path))
+    with pytest.raises(UsageError, match="window_right = 2147483648 is larger than the kernels allow"):
+        check_build_inputs(path, tmp_path / "node.engine", [parse_profile(PROFILE)])
+
+
+def test_seo_nodes_need_registered_plugins():
+    # Without the plugins TensorRT's parser would inline the function bodies and build silently.
+    missing = PluginRegistration(None, "seo_plugins.trt cannot be imported: No module named 'triton'")
+    with pytest.raises(MissingDependencyError, match=re.escape(
+            "the model's seo::LocalWindowAttention nodes need the seo TensorRT plugins, which are not registered "
+            "(seo_plugins.trt cannot be imported: No module named 'triton'); pip install")):
+        require_plugins(local_node(), missing)
+    require_plugins(local_node(), PluginRegistration("a" * 64))
+    plain = helper.make_model(helper.make_graph([], "empty", [], []))
+    require_plugins(plain, missing)  # no seo nodes: nothing to register
 
 
 # ---- run: engines ---------------------------------------------------------------------------------------------

@@ -590,3 +590,29 @@ def test_register_plugins_names_what_is_missing(monkeypatch):
     registration = loader.register_seo_plugins()
     assert registration.manifest_sha256 is None
     assert "TensorRT is not installed" in registration.unavailable_reason
+
+
+def test_a_definition_tensorrt_refuses_is_reported_not_raised(monkeypatch):
+    # tensorrt.plugin raises ValueError for a schema it rejects or a plugin already registered;
+    # that must not escape the package import, and the registration says why.
+    import seo_plugins.trt as plugins
+    from seo_export.backends.tensorrt import loader
+
+    if plugins.registered():
+        pytest.skip("TensorRT is present: the plugins are registered")
+    fake = types.ModuleType("tensorrt")
+    fake.plugin = types.ModuleType("tensorrt.plugin")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", fake.plugin)
+    monkeypatch.setattr(plugins, "tensorrt_problem", lambda: None)
+
+    def refuse(trtp):
+        assert trtp is fake.plugin
+        raise ValueError("Plugin seo::LocalWindowAttention is already registered")
+
+    monkeypatch.setattr(local_window, "register", refuse)
+    with pytest.raises(ImportError, match="refused the seo plugin definitions: Plugin seo::LocalWindowAttention"):
+        plugins.register_plugins()
+    assert not plugins.registered()
+    registration = loader.register_seo_plugins()
+    assert registration.manifest_sha256 is None and "already registered" in registration.unavailable_reason

@@ -58,8 +58,11 @@ def register_plugins() -> dict:
 
     from seo_plugins.trt import landmark, local_window
 
-    local_window.register(trtp)
-    landmark.register(trtp)
+    try:
+        local_window.register(trtp)
+        landmark.register(trtp)
+    except ValueError as exc:  # tensorrt.plugin refuses a definition (schema, or one already registered)
+        raise ImportError(f"TensorRT's plugin API refused the seo plugin definitions: {exc}") from exc
     _build_info = rules.plugin_build_info()
     return _build_info
 

@@ -3,8 +3,8 @@
 Precision comes from the ONNX types (TensorRT 11 builds only strongly typed
 networks and has no FP16 builder flag), so the FP16 graph from ``seo-export export
 --precision fp16`` builds an FP16 engine. Everything that can be checked without
-TensorRT (profiles, the ONNX file, the output folder) is checked first, and
-nothing is written unless the build succeeds.
+TensorRT (profiles, the ONNX file and its seo nodes, the output folder) is checked
+first, and nothing is written unless the build succeeds.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seo_export.backends.tensorrt.loader import (
+    INSTALL_HINT,
     PluginRegistration,
     current_environment,
     load_tensorrt,
@@ -25,11 +26,9 @@ from seo_export.backends.tensorrt.loader import (
 from seo_export.export.inspect import load_onnx, stored_metadata
 from seo_export.backends.tensorrt.manifest import EngineManifest, sha256_bytes, sha256_file, write_manifest
 from seo_export.backends.tensorrt.profiles import Profile, input_profile_shapes
-from seo_export.errors import SeoExportError, UsageError
+from seo_export.errors import MissingDependencyError, SeoExportError, UsageError
+from seo_export.export.functions import DOMAIN
 from seo_export.utils.files import atomic_write_bytes
-
-PLUGIN_OPS = ("LocalWindowAttention", "LandmarkAttention")
-PLUGIN_DOMAIN = "seo"
 
 
 @dataclass(frozen=True)
@@ -70,11 +69,51 @@ def _onnx_input_dims(model) -> dict[str, tuple]:
     return dims
 
 
+def seo_nodes(model) -> list:
+    return [node for node in model.graph.node if node.domain == DOMAIN]
+
+
+def check_seo_nodes(model) -> None:
+    """Each seo node must name the seo plugins and carry attributes they accept.
+
+    TensorRT's ONNX parser finds a plugin by op type, ``plugin_version`` and
+    ``plugin_namespace`` (older parsers do not fall back to the node's domain), and hands
+    integer attributes over as int32, so a window beyond int32 would wrap before the
+    plugin's own checks see it. Checked here, on the ONNX attributes themselves.
+    """
+    import onnx
+
+    from seo_plugins.trt import rules
+
+    for node in seo_nodes(model):
+        where = f"node {node.name!r} (seo::{node.op_type})"
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if "plugin_namespace" not in attrs:
+            raise UsageError(f"{where} has no plugin_namespace attribute, so TensorRT would not find the seo "
+                             f"plugin for it; re-export the model with seo-export export")
+        try:
+            rules.check_attributes(node.op_type, attrs)
+            rules.check_plugin_identity(node.op_type, attrs)
+        except rules.PluginRuleError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+
+
+def require_plugins(model, plugins: PluginRegistration) -> None:
+    """seo nodes need the registered plugins. Without them TensorRT's parser does not fail: it
+    inlines the nodes' ONNX function bodies and the engine builds without the plugin kernels."""
+    ops = sorted({node.op_type for node in seo_nodes(model)})
+    if ops and plugins.manifest_sha256 is None:
+        raise MissingDependencyError(
+            f"the model's {', '.join(f'seo::{op}' for op in ops)} nodes need the seo TensorRT plugins, which are "
+            f"not registered ({plugins.unavailable_reason}); {INSTALL_HINT}")
+
+
 def check_build_inputs(onnx_path, engine_path, profiles: list[Profile]):
     """Everything checkable without TensorRT; returns the ONNX graph (weights not loaded)."""
     if not profiles:
         raise UsageError("at least one optimization profile is needed")
     model = load_onnx(onnx_path)
+    check_seo_nodes(model)
     for index, profile in enumerate(profiles):
         try:
             input_profile_shapes(profile, _onnx_input_dims(model))
@@ -92,7 +131,7 @@ def check_build_inputs(onnx_path, engine_path, profiles: list[Profile]):
     return model
 
 
-def describe_parser_errors(errors: list, nodes=(), plugins: PluginRegistration | None = None) -> str:
+def describe_parser_errors(errors: list, nodes=()) -> str:
     """One line for TensorRT's ONNX parser errors: the first failing node's name and op, and the count."""
     first = errors[0]
     index = first.node() if callable(getattr(first, "node", None)) else -1
@@ -105,20 +144,17 @@ def describe_parser_errors(errors: list, nodes=(), plugins: PluginRegistration |
     text = f"TensorRT cannot parse {where}: {getattr(code, 'name', code)}: {str(first.desc()).splitlines()[0]}"
     if len(errors) > 1:
         text += f" (+{len(errors) - 1} more)"
-    is_plugin_op = op in PLUGIN_OPS or (node is not None and node.domain == PLUGIN_DOMAIN)
-    if is_plugin_op and plugins is not None and plugins.manifest_sha256 is None:
-        text += f"; the seo plugins are not registered ({plugins.unavailable_reason})"
     return text
 
 
-def _parse(trt, builder, logger, onnx_path, model, plugins):
+def _parse(trt, builder, logger, onnx_path, model):
     network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
         if not errors:
             raise UsageError(f"TensorRT cannot parse {onnx_path}: {_first(logger.errors, 'no details given')}")
-        raise UsageError(describe_parser_errors(errors, list(model.graph.node), plugins))
+        raise UsageError(describe_parser_errors(errors, list(model.graph.node)))
     # The parser must outlive the network it filled (it owns the weights).
     return network, parser
 
@@ -160,10 +196,11 @@ def build_engine(
     trt = load_tensorrt("building an engine")
     logger = make_logger(trt, verbose)
     plugins = register_plugins(plugin_registrar)
+    require_plugins(model, plugins)
     trt.init_libnvinfer_plugins(logger, "")
 
     builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, logger, onnx_path, model, plugins)
+    network, _parser = _parse(trt, builder, logger, onnx_path, model)
     config = builder.create_builder_config()
     if workspace:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
