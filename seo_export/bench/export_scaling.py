@@ -53,23 +53,32 @@ def ort_session(model_or_path, threads: int):
     return create_session(model_or_path, ["CPUExecutionProvider"], threads)
 
 
-def local_node_model(window_left: int, window_right: int, head_dim: int, opset: int = 18):
-    """One seo::LocalWindowAttention node over q, k, v [B, H, S, D] with its model-local function."""
+def seo_node_model(op_type: str, head_dim: int, opset: int = 18, key_mask: bool = False, **attributes):
+    """One seo node over q, k, v [B, H, S, D] (and key_mask [B, S] when asked) with its model-local function."""
     import onnx
     import onnx.helper as oh
 
-    from seo_export.export.functions import DOMAIN, LOCAL_WINDOW, OP_VERSION, function_proto, overload_for
+    from seo_export.export.functions import DOMAIN, OP_VERSION, function_proto, overload_for
 
-    node = oh.make_node(LOCAL_WINDOW, ["q", "k", "v"], ["out"], domain=DOMAIN, window_left=window_left,
-                        window_right=window_right, scale=head_dim ** -0.5, plugin_namespace="seo",
-                        plugin_version="1")
-    node.overload = overload_for(False, False)
+    inputs = ["q", "k", "v"] + (["key_mask"] if key_mask else [])
+    node = oh.make_node(op_type, inputs, ["out"], domain=DOMAIN, scale=head_dim ** -0.5, plugin_namespace="seo",
+                        plugin_version="1", **attributes)
+    node.overload = overload_for(key_mask, False)
     dims = ["B", "H", "S", "D"]
-    graph = oh.make_graph([node], "local_window_node",
-                          [oh.make_tensor_value_info(x, onnx.TensorProto.FLOAT, dims) for x in "qkv"],
-                          [oh.make_tensor_value_info("out", onnx.TensorProto.FLOAT, dims)])
+    values = [oh.make_tensor_value_info(x, onnx.TensorProto.FLOAT, dims) for x in "qkv"]
+    if key_mask:
+        values.append(oh.make_tensor_value_info("key_mask", onnx.TensorProto.BOOL, ["B", "S"]))
+    graph = oh.make_graph([node], f"{op_type}_node", values, [oh.make_tensor_value_info("out", onnx.TensorProto.FLOAT,
+                                                                                          dims)])
     return oh.make_model(graph, opset_imports=[oh.make_opsetid("", opset), oh.make_opsetid(DOMAIN, OP_VERSION)],
-                         functions=[function_proto(LOCAL_WINDOW, node.overload, opset)], ir_version=10)
+                         functions=[function_proto(op_type, node.overload, opset)], ir_version=10)
+
+
+def local_node_model(window_left: int, window_right: int, head_dim: int, opset: int = 18):
+    """One seo::LocalWindowAttention node over q, k, v [B, H, S, D] with its model-local function."""
+    from seo_export.export.functions import LOCAL_WINDOW
+
+    return seo_node_model(LOCAL_WINDOW, head_dim, opset, window_left=window_left, window_right=window_right)
 
 
 def dense_band_model(head_dim: int, opset: int = 18):

@@ -2,11 +2,13 @@
 
 Run: python -m seo_export.bench.ort_kernels [--rounds 15] [--settle-ms 20] [--out scripts/results]
 
-Two questions, each answered with interleaved timings in one process:
+Three questions, each answered with interleaved timings in one process:
 - linear layers: ORT's MatMul + bias Add (MLAS) against ``torch.nn.functional.linear``
   (MKL here) for the three [4, 512, K] x [K, N] projections of the 768/3072 model, and the
   same without the bias. These are most of the model's time, so their ratio bounds how far
   ORT can lead eager PyTorch.
+- attention: each seo node as ORT runs it (its ONNX function body) against the eager op the
+  model calls, at the model's [4, 12, 512, 64] with a key mask and its window and landmarks.
 - fusions: ORT's fused CPU kernels against the unfused ops they replace, which is how
   ``backends.ort_runner.CPU_SLOWER_FUSIONS`` is chosen; and GELU as opset 18's Erf pattern
   against opset 20's single ``Gelu``.
@@ -24,6 +26,7 @@ from seo_export.bench.timing import SETTLE_S, interleaved_times, median, ratio_m
 
 BATCH, SEQ, HIDDEN, FFN = 4, 512, 768, 3072
 LINEARS = ((HIDDEN, HIDDEN), (HIDDEN, FFN), (FFN, HIDDEN))
+HEADS, HEAD_DIM = 12, 64
 THREADS = 2
 
 
@@ -68,6 +71,39 @@ def linear_contenders(k: int, n: int, rng) -> dict:
             # The same without the bias: MLAS's GEMM against MKL's, apart from ORT's separate Add.
             "torch_no_bias": lambda: torch.nn.functional.linear(x_t, w_t),
             "ort_no_bias": _ort_call(_session(gemm_only), {"x": x})}
+
+
+def attention_contenders(rng, batch: int = BATCH, seq: int = SEQ, heads: int = HEADS,
+                         head_dim: int = HEAD_DIM) -> dict[str, dict]:
+    """{seo op: {"torch": eager op, "ort": the node's body on ORT}} with the default model's settings."""
+    import torch
+
+    from seo_export import ops
+    from seo_export.bench.export_scaling import seo_node_model
+    from seo_export.export.functions import LANDMARK, LOCAL_WINDOW
+    from seo_export.models.config import TransformerConfig
+
+    config = TransformerConfig()
+    half = config.attention_window_size // 2  # bidirectional: |i - j| <= window // 2
+    landmarks, iterations = config.attention_num_landmarks, config.attention_pinv_iterations
+    q, k, v = (rng.standard_normal((batch, heads, seq, head_dim)).astype(np.float32) for _ in range(3))
+    mask = np.ones((batch, seq), bool)
+    mask[-1, seq * 3 // 4:] = False  # one padded row, as in a real batch
+    feeds = {"q": q, "k": k, "v": v, "key_mask": mask}
+    tq, tk, tv, tm = (torch.from_numpy(a) for a in (q, k, v, mask))
+    local = seo_node_model(LOCAL_WINDOW, head_dim, 20, key_mask=True, window_left=half, window_right=half)
+    landmark = seo_node_model(LANDMARK, head_dim, 20, key_mask=True, num_landmarks=landmarks,
+                              pinv_iterations=iterations)
+    return {
+        f"seo::{LOCAL_WINDOW} (window {config.attention_window_size})": {
+            "torch": lambda: ops.local_window_attention(tq, tk, tv, window_left=half, window_right=half,
+                                                        key_padding_mask=tm),
+            "ort": _ort_call(_session(local), feeds)},
+        f"seo::{LANDMARK} ({landmarks} landmarks)": {
+            "torch": lambda: ops.landmark_attention(tq, tk, tv, num_landmarks=landmarks, pinv_iterations=iterations,
+                                                    key_padding_mask=tm),
+            "ort": _ort_call(_session(landmark), feeds)},
+    }
 
 
 def fusion_contenders(rng) -> dict[str, dict]:
@@ -116,6 +152,11 @@ def measure(rounds: int, settle_s: float = SETTLE_S) -> dict:
             linears.append({"shape": [BATCH, SEQ, k, n], "median_ms": {c: median(v) * 1e3 for c, v in times.items()},
                             "ort_speed_vs_torch": ratio_median(times["torch"], times["ort"]),
                             "no_bias_ort_speed_vs_torch": ratio_median(times["torch_no_bias"], times["ort_no_bias"])})
+        attention = {}
+        for op, contenders in attention_contenders(rng).items():
+            times = interleaved_times(contenders, rounds=rounds, warmup=2, settle_s=settle_s)
+            attention[op] = {"median_ms": {c: median(v) * 1e3 for c, v in times.items()},
+                             "ort_speed_vs_torch": ratio_median(times["torch"], times["ort"])}
     fusions = {}
     for case, contenders in fusion_contenders(rng).items():
         times = interleaved_times(contenders, rounds=rounds, warmup=2, settle_s=settle_s)
@@ -129,6 +170,7 @@ def measure(rounds: int, settle_s: float = SETTLE_S) -> dict:
         "rounds": rounds,
         "settle_ms": settle_s * 1e3,
         "linears": linears,
+        "attention": attention,
         "fusions_ms": fusions,
     }
 
@@ -150,6 +192,12 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| [{b}, {s}, {k}] x [{k}, {n}] | {t['torch']:.1f} | {t['ort']:.1f} "
                      f"| {row['ort_speed_vs_torch']:.2f}x | {t['torch_no_bias']:.1f} | {t['ort_no_bias']:.1f} "
                      f"| {row['no_bias_ort_speed_vs_torch']:.2f}x |")
+    lines += ["", f"Attention at [{BATCH}, {HEADS}, {SEQ}, {HEAD_DIM}] with a key mask: the eager op against the "
+              "node's ONNX function body on ORT.", "",
+              "| seo op | torch ms | ORT ms | ORT speed vs torch |", "|---|---|---|---|"]
+    for op, row in result["attention"].items():
+        t = row["median_ms"]
+        lines.append(f"| {op} | {t['torch']:.1f} | {t['ort']:.1f} | {row['ort_speed_vs_torch']:.2f}x |")
     lines += ["", "| ORT CPU kernel | ms |", "|---|---|"]
     for case, timings in result["fusions_ms"].items():
         for contender, ms in timings.items():
