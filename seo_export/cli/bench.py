@@ -106,6 +106,13 @@ def selection(args: argparse.Namespace):
     return base, variants
 
 
+def allocator_line(allocator: dict | None) -> str:
+    if not allocator:
+        return "not recorded"
+    settings = ", ".join(f"{k}={v}" for k, v in allocator.get("env", {}).items()) or "defaults (no allocator variables set)"
+    return f"{allocator.get('libc') or 'unknown C library'}, {settings}"
+
+
 def settings_markdown(report: dict, command: str) -> str:
     """What report.md needs besides the table to be read on its own: model, settings, skips, command."""
     env = report["environment"]
@@ -119,6 +126,7 @@ def settings_markdown(report: dict, command: str) -> str:
              f"{bench.get('timing')}",
              f"- threads: {', '.join(f'{k} {v}' for k, v in env.get('threads', {}).items())}; "
              f"CPU {env['cpu']['model']} x {env['cpu']['count']}; torch device {bench.get('torch_device')}",
+             f"- allocator: {allocator_line(env.get('allocator'))}",
              f"- load average (1 min) at start / end: {bench.get('load_average_1min', {}).get('start')} / "
              f"{bench.get('load_average_1min', {}).get('end')}",
              f"- peak MB: {bench.get('peak_mb')}"]

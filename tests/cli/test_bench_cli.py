@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,16 +15,16 @@ from seo_export.cli.main import main
 TINY = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "4", "--intermediate-size", "64"]
 
 
-def seo_export(*args, cwd=None):
+def seo_export(*args, cwd=None, env=None):
     return subprocess.run([sys.executable, "-m", "seo_export.cli.main", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=300, env=env)
 
 
 def test_tiny_bench_writes_a_report_dir(tmp_path):
     report_dir = tmp_path / "bench"
     result = seo_export("bench", "--attention", "local", "--positional", "rotary", *TINY, "--batch", "2",
                         "--seq", "8,16", "--warmup", "1", "--iterations", "2", "--no-memory",
-                        "--report-dir", str(report_dir))
+                        "--report-dir", str(report_dir), env={**os.environ, "MALLOC_ARENA_MAX": "2"})
     assert result.returncode == 0, result.stderr
     assert "local/rotary" in result.stdout and "vs torch" in result.stdout  # the summary table
     report = json.loads((report_dir / "report.json").read_text())
@@ -35,6 +36,9 @@ def test_tiny_bench_writes_a_report_dir(tmp_path):
     assert report["environment"]["threads"]["ort_intra_op"] >= 1
     md = (report_dir / "report.md").read_text()
     assert "| local/rotary | ort | 2 | 16 |" in md and "## Settings" in md and "command: `seo-export bench" in md
+    # Eager PyTorch's speed depends on the allocator, so its settings are recorded.
+    assert report["environment"]["allocator"]["env"]["MALLOC_ARENA_MAX"] == "2"
+    assert "- allocator: " in md and "MALLOC_ARENA_MAX=2" in md
     html = (report_dir / "report.html").read_text()
     assert "Time against sequence length" in html and "data:image/png;base64," in html
     if trt_unavailable_reason():  # the default backends include trt: skipped with its reason, not an error

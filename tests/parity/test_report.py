@@ -152,6 +152,17 @@ def test_collect_environment_has_the_schema_fields():
     assert env["threads"]["ort_intra_op"] == 2 and env["packages"]["numpy"] == np.__version__
 
 
+def test_environment_records_the_allocator_settings(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1073741824")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    monkeypatch.setenv("MALLOCATOR", "not an allocator setting")
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    allocator = R.collect_environment()["allocator"]
+    assert allocator["env"]["MALLOC_MMAP_THRESHOLD_"] == "1073741824"
+    assert allocator["env"]["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2"
+    assert "MALLOCATOR" not in allocator["env"]
+
+
 # ----------------------------------------------------------------------------- tables
 
 def test_markdown_has_the_summary_rows_and_failures(validate_report):

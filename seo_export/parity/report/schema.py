@@ -54,7 +54,21 @@ def collect_environment(threads: dict[str, int] | None = None) -> dict:
         "gpu": gpu,
         "threads": thread_counts,
         "packages": {name: package_version(name) for name in ("numpy", *PACKAGES)},
+        "allocator": allocator_settings(),
     }
+
+
+#: Environment variables that change how the C library or a preloaded malloc hands out memory.
+ALLOCATOR_ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "TCMALLOC_")
+
+
+def allocator_settings() -> dict:
+    """The C library and the allocator settings in the environment. Eager PyTorch's CPU time
+    depends on them: glibc's malloc maps every block over its mmap threshold (32 MB at most
+    by default) afresh, so a [4, 12, 512, 512] float32 score matrix page-faults on each call."""
+    name, version = platform.libc_ver()
+    return {"libc": f"{name} {version}".strip() or None,
+            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ALLOCATOR_ENV_PREFIXES)}}
 
 
 # ----------------------------------------------------------------------------- results
