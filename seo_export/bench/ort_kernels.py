@@ -140,6 +140,10 @@ def fusion_contenders(rng) -> dict[str, dict]:
     }
 
 
+def _median_ms(times: dict[str, list[float]]) -> dict[str, float]:
+    return {contender: median(samples) * 1e3 for contender, samples in times.items()}
+
+
 def measure(rounds: int, settle_s: float = SETTLE_S) -> dict:
     import torch
 
@@ -149,18 +153,18 @@ def measure(rounds: int, settle_s: float = SETTLE_S) -> dict:
     with torch.inference_mode():
         for k, n in LINEARS:
             times = interleaved_times(linear_contenders(k, n, rng), rounds=rounds, warmup=2, settle_s=settle_s)
-            linears.append({"shape": [BATCH, SEQ, k, n], "median_ms": {c: median(v) * 1e3 for c, v in times.items()},
+            linears.append({"shape": [BATCH, SEQ, k, n], "median_ms": _median_ms(times),
                             "ort_speed_vs_torch": ratio_median(times["torch"], times["ort"]),
                             "no_bias_ort_speed_vs_torch": ratio_median(times["torch_no_bias"], times["ort_no_bias"])})
         attention = {}
         for op, contenders in attention_contenders(rng).items():
             times = interleaved_times(contenders, rounds=rounds, warmup=2, settle_s=settle_s)
-            attention[op] = {"median_ms": {c: median(v) * 1e3 for c, v in times.items()},
+            attention[op] = {"median_ms": _median_ms(times),
                              "ort_speed_vs_torch": ratio_median(times["torch"], times["ort"])}
     fusions = {}
     for case, contenders in fusion_contenders(rng).items():
         times = interleaved_times(contenders, rounds=rounds, warmup=2, settle_s=settle_s)
-        fusions[case] = {c: median(v) * 1e3 for c, v in times.items()}
+        fusions[case] = _median_ms(times)
     import onnxruntime
 
     return {

@@ -53,16 +53,6 @@ def run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- configurations of a model
 
 
-def _attributes(node) -> dict:
-    import onnx
-
-    values = {}
-    for attribute in node.attribute:
-        value = onnx.helper.get_attribute_value(attribute)
-        values[attribute.name] = value.decode() if isinstance(value, bytes) else value
-    return values
-
-
 def _value_types(model) -> dict:
     """Tensor name -> (elem_type, dims with None for symbolic ones), from the graph's declarations."""
     known = {}
@@ -98,13 +88,13 @@ def model_kernel_configs(path, head_dim_override=None) -> list:
     import onnx
 
     from seo_export.errors import UsageError
-    from seo_export.export.inspect import load_onnx, stored_metadata
+    from seo_export.export.inspect import load_onnx, node_attributes, stored_metadata
     from seo_plugins.trt import rules
 
     model = load_onnx(path)
     nodes = [n for n in model.graph.node
              if n.op_type in rules.OPS and (n.domain == rules.NAMESPACE
-                                            or _attributes(n).get("plugin_namespace") == rules.NAMESPACE)]
+                                            or node_attributes(n).get("plugin_namespace") == rules.NAMESPACE)]
     if not nodes:
         raise UsageError(f"{path} has no seo plugin nodes ({', '.join(rules.OPS)}): nothing to compile "
                          "(a --decomposed export needs no plugins)")
@@ -127,7 +117,7 @@ def model_kernel_configs(path, head_dim_override=None) -> list:
     configs = {}
     for index, node in enumerate(nodes):
         where = f"node {node.name or index!r} ({node.op_type})"
-        attrs = _attributes(node)
+        attrs = node_attributes(node)
         try:
             rules.check_plugin_identity(node.op_type, attrs)
             if len(node.input) != len(rules.INPUT_NAMES) or any(not name for name in node.input):

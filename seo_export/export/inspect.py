@@ -56,7 +56,7 @@ def describe(model: onnx.ModelProto) -> dict:
         ours["config"] = json.loads(ours["config"])
     custom = [
         {"name": n.name, "op": f"{n.domain}::{n.op_type}", "overload": n.overload,
-         "attributes": {a.name: _attribute(a) for a in n.attribute}}
+         "attributes": node_attributes(n)}
         for n in model.graph.node if n.domain not in ("", "ai.onnx")
     ]
     return {
@@ -70,9 +70,13 @@ def describe(model: onnx.ModelProto) -> dict:
     }
 
 
-def _attribute(attribute: onnx.AttributeProto):
-    value = onnx.helper.get_attribute_value(attribute)
-    return value.decode() if isinstance(value, bytes) else value
+def node_attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes by name, as Python values (string attributes decoded)."""
+    values = {}
+    for attribute in node.attribute:
+        value = onnx.helper.get_attribute_value(attribute)
+        values[attribute.name] = value.decode() if isinstance(value, bytes) else value
+    return values
 
 
 def config_from_onnx(model: onnx.ModelProto):

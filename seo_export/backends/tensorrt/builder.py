@@ -23,11 +23,11 @@ from seo_export.backends.tensorrt.loader import (
     register_plugins,
     register_seo_plugins,
 )
-from seo_export.export.inspect import load_onnx, stored_metadata
+from seo_export.export.inspect import load_onnx, node_attributes, stored_metadata
+from seo_export.export.postprocess import seo_nodes
 from seo_export.backends.tensorrt.manifest import EngineManifest, sha256_bytes, sha256_file, write_manifest
 from seo_export.backends.tensorrt.profiles import Profile, input_profile_shapes
 from seo_export.errors import MissingDependencyError, SeoExportError, UsageError
-from seo_export.export.functions import DOMAIN
 from seo_export.utils.files import atomic_write_bytes
 
 
@@ -69,10 +69,6 @@ def _onnx_input_dims(model) -> dict[str, tuple]:
     return dims
 
 
-def seo_nodes(model) -> list:
-    return [node for node in model.graph.node if node.domain == DOMAIN]
-
-
 def check_seo_nodes(model) -> None:
     """Each seo node must name the seo plugins and carry attributes they accept.
 
@@ -81,13 +77,11 @@ def check_seo_nodes(model) -> None:
     integer attributes over as int32, so a window beyond int32 would wrap before the
     plugin's own checks see it. Checked here, on the ONNX attributes themselves.
     """
-    import onnx
-
     from seo_plugins.trt import rules
 
     for node in seo_nodes(model):
         where = f"node {node.name!r} (seo::{node.op_type})"
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = node_attributes(node)
         if "plugin_namespace" not in attrs:
             raise UsageError(f"{where} has no plugin_namespace attribute, so TensorRT would not find the seo "
                              f"plugin for it; re-export the model with seo-export export")
