@@ -1,17 +1,8 @@
-"""Errors that reach users as one line: what is wrong and what to do."""
+"""Errors that reach users as one line: what is wrong and what to do.
 
+They live in ``seo_plugins.errors`` (seo_plugins is the lower layer and raises them too).
+"""
 
-class SeoExportError(Exception):
-    """Base for errors the CLI reports without a traceback; ``exit_code`` is the process status."""
+from seo_plugins.errors import MissingDependencyError, SeoExportError, UsageError
 
-    exit_code = 2
-
-
-class UsageError(SeoExportError):
-    """Bad input: a file, flag or value the user can fix."""
-
-
-class MissingDependencyError(SeoExportError):
-    """An optional dependency (TensorRT, a GPU, Triton) is not available here."""
-
-    exit_code = 3
+__all__ = ["MissingDependencyError", "SeoExportError", "UsageError"]

@@ -21,8 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from seo_export.errors import MissingDependencyError, UsageError
-from seo_export.utils.files import atomic_write_text
+from seo_plugins.errors import MissingDependencyError, UsageError
+from seo_plugins.files import atomic_write_text
 from seo_plugins.launch import SHAPE_SYMBOLS, grid_expressions
 
 OPS = ("local_window", "landmark")

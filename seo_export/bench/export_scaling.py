@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seo_export.bench.timing import interleaved_times, median
+from seo_export.utils.environment import cpu_model, load_average, package_version
+from seo_export.utils.timing import interleaved_times, median
 
 GOAL_GROWTH = 10.0
 GOAL_FRACTION_OF_PEAK = 0.25
@@ -291,7 +292,7 @@ def measure(seqs: list[int], standard_seq: int, rounds: int, num_layers: int = 1
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     config = model_config(hidden_size, num_layers, num_heads, intermediate_size, window)
-    load_start = _load()
+    load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="seo-export-scaling-") as tmp:
         directory = Path(tmp)
         progress("export time of the small variants")
@@ -304,37 +305,16 @@ def measure(seqs: list[int], standard_seq: int, rounds: int, num_layers: int = 1
         "benchmark": "export_scaling",
         "command": shlex.join(["python", "-m", "seo_export.bench.export_scaling", *sys.argv[1:]])
         if sys.argv and sys.argv[0].endswith("export_scaling.py") else None,
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "threads": {"torch": threads, "ort_intra_op": threads},
-                    "load_average_1min": {"start": load_start, "end": _load()}, "python": platform.python_version(),
-                    "torch": torch.__version__, "onnxruntime": _version("onnxruntime")},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": {"torch": threads, "ort_intra_op": threads},
+                    "load_average_1min": {"start": load_start, "end": load_average()},
+                    "python": platform.python_version(), "torch": torch.__version__,
+                    "onnxruntime": package_version("onnxruntime")},
         "model_scaling": scaling,
         "attention_flops": flops,
         "export_time": export,
     }
     result["goals"] = goals(result)
     return result
-
-
-def _load() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
-
-
-def _cpu() -> str:
-    from seo_export.parity.report.schema import _cpu_model
-
-    return _cpu_model()
-
-
-def _version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def to_markdown(result: dict) -> str:

@@ -15,7 +15,7 @@ import torch
 
 from seo_export import ops
 from seo_export.bench.memory import peak_memory_mb
-from seo_export.bench.timing import interleaved_times, median
+from seo_export.utils.timing import interleaved_times, median
 from seo_export.bench.results import write_results
 
 HEADS, HEAD_DIM, WINDOW, LANDMARKS = 2, 64, 128, 64

@@ -22,7 +22,7 @@ import platform
 import numpy as np
 
 from seo_export.bench.results import write_results
-from seo_export.bench.timing import SETTLE_S, interleaved_times, median, ratio_median
+from seo_export.utils.timing import SETTLE_S, interleaved_times, median, ratio_median
 
 BATCH, SEQ, HIDDEN, FFN = 4, 512, 768, 3072
 LINEARS = ((HIDDEN, HIDDEN), (HIDDEN, FFN), (FFN, HIDDEN))

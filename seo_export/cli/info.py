@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import platform
 
@@ -11,16 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seo_export import __version__
-
-PACKAGES = ("torch", "onnx", "onnxscript", "onnx_ir", "onnxruntime", "triton", "tensorrt", "safetensors")
-
-
-def package_version(name: str) -> str | None:
-    try:
-        module = importlib.import_module(name)
-    except Exception:  # a broken optional install counts as absent
-        return None
-    return getattr(module, "__version__", "unknown")
+from seo_export.utils.environment import PACKAGES, package_version
 
 
 def environment() -> dict:

@@ -19,6 +19,7 @@ integer attribute ``aot`` (1 AOT, 0 JIT) overrides it.
 
 import importlib.util
 
+from seo_plugins.tensorrt_import import import_tensorrt
 from seo_plugins.trt import rules
 
 
@@ -28,8 +29,6 @@ UNAVAILABLE_REASON = None  # why importing did not register the plugins, or None
 
 def tensorrt_problem():
     """None when the plugins can be registered here, else what is missing, in one line."""
-    from seo_export.backends.tensorrt.loader import import_tensorrt
-
     trt, problem = import_tensorrt()
     if problem:
         return f"{problem} (the seo plugins need TensorRT's AOT Python plugins)"

@@ -22,8 +22,8 @@ import operator
 import os
 from pathlib import Path
 
-from seo_export.errors import UsageError
 from seo_plugins.aot import KernelConfig, parse_arch
+from seo_plugins.errors import UsageError
 from seo_plugins.launch import LandmarkLaunch, LocalWindowLaunch
 
 NAMESPACE = "seo"

@@ -13,32 +13,10 @@ from dataclasses import dataclass
 
 from seo_export.backends.tensorrt.manifest import Environment, fingerprint, sha256_file
 from seo_export.errors import MissingDependencyError
+from seo_plugins.tensorrt_import import import_tensorrt
 
-MIN_TENSORRT = (10, 12)
 INSTALL_HINT = 'pip install "seo-export[tensorrt]" on a machine with an NVIDIA GPU and its driver'
 PLUGIN_MODULE = "seo_plugins.trt"
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:2]:
-        digits = "".join(c for c in piece if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-def import_tensorrt():
-    """(module, None) or (None, why it is unusable)."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return None, "TensorRT is not installed"
-    except Exception as exc:  # a wheel whose native libraries are missing raises OSError and others
-        return None, f"TensorRT cannot be loaded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-    version = getattr(trt, "__version__", "0")
-    if _version_tuple(version) < MIN_TENSORRT:
-        return None, f"TensorRT {version} is too old (seo-export needs {'.'.join(map(str, MIN_TENSORRT))} or later)"
-    return trt, None
 
 
 def _gpu_problem() -> str | None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from seo_export.bench import timing
+from seo_export.utils import timing
 
 
 @pytest.fixture
