@@ -13,6 +13,15 @@ pools). That is what a call of that size needs beyond the loaded model, ONNX Run
 included (a full-size warm-up would hide the arena, which keeps its memory between calls).
 TensorRT memory lives on the GPU, which an RSS probe cannot see, so it is not measured (null).
 
+Speedups compare like with like. TensorRT runs the FP16 export, so where it is benched (on a
+GPU) eager PyTorch also runs in FP16 (backend ``torch-fp16``, a copy of the model cast to
+half, timed in the same interleaved rounds), and every point reports its speedup against
+eager FP32 (``speedup_vs_torch``) and eager FP16 (``speedup_vs_torch_fp16``); an FP16 backend's
+headline is the FP16 one. On a CPU eager FP16 is not timed: PyTorch's CPU half kernels are
+slow fallbacks (many upcast to FP32 and back), so a ratio against them would flatter any
+backend, and no FP16 backend runs there (``ort`` runs the FP32 export). An FP16 backend on a
+CPU would be compared against eager FP32 only, which its ``precision`` makes visible.
+
 What could not be run is skipped with a reason instead of failing the sweep: TensorRT where
 it or a GPU is missing, and points longer than a learned positional table. Everything is
 returned as a ``bench`` report (``seo_export.parity.report.bench_report``); the settings and
@@ -22,6 +31,7 @@ the skips are recorded in its ``environment`` (``bench`` and ``skipped``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -31,11 +41,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from seo_export.bench.memory import peak_memory_mb
-from seo_export.bench.timing import SETTLE_S, interleaved_times, median, speedup_interval
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.models.config import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES, TransformerConfig
+from seo_export.utils.environment import collect_environment, load_average
+from seo_export.utils.timing import SETTLE_S, interleaved_times, median, speedup_interval
 
 BACKENDS = ("torch", "ort", "trt")
+EAGER_FP16 = "torch-fp16"  # eager PyTorch in half precision: the baseline of FP16 backends
+#: What each timed backend computes in: trt builds the FP16 export, ort runs the FP32 one.
+PRECISION = {"torch": "fp32", EAGER_FP16: "fp16", "ort": "fp32", "trt": "fp16"}
 #: Every attention kind x positional encoding, non-causal: what ``--all`` benches.
 ALL_VARIANTS = tuple((a, p, False) for a in ATTENTION_TYPES for p in POSITIONAL_ENCODING_TYPES)
 
@@ -120,6 +134,31 @@ def accelerator_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def eager_runners(model, device: str, fp16: bool) -> dict:
+    """Eager PyTorch in FP32 and, with ``fp16``, in FP16 as well: on a copy of the model, since
+    TorchRunner casts its model in place."""
+    import torch
+
+    from seo_export.backends.torch_runner import TorchRunner
+
+    runners = {"torch": TorchRunner(model, device=device)}
+    if fp16:
+        runners[EAGER_FP16] = TorchRunner(copy.deepcopy(model), dtype=torch.float16, device=device)
+    return runners
+
+
+def eager_fp16_skip_reason(backends: Sequence[str], device: str) -> str | None:
+    """None when eager FP16 is timed as a baseline, else why not (see the module docstring)."""
+    if device != "cuda":
+        return ("not timed on a CPU: PyTorch's CPU FP16 kernels are slow fallbacks, not a baseline, "
+                "and no FP16 backend runs there")
+    if not any(PRECISION[name] == "fp16" for name in backends):
+        return "not timed: no FP16 backend was benched"
+    if "torch" not in backends:
+        return "not timed: eager PyTorch (torch) was not benched"
+    return None
+
+
 def point_skip_reason(config: TransformerConfig, seq: int) -> str | None:
     if config.positional_encoding_type == "learned" and seq > config.positional_encoding_max_len:
         return (f"seq {seq} exceeds the learned positional table "
@@ -155,13 +194,6 @@ def probe_ort(path: str, vocab_size: int, seed: int, batch: int, seq: int, threa
     feeds = bench_inputs(batch, seq, vocab_size, seed)
     runner.infer(bench_inputs(1, PROBE_WARMUP_SEQ, vocab_size, seed))
     return lambda: runner.infer(feeds)
-
-
-def _load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
 
 
 def ort_threads(runner) -> int | None:
@@ -230,10 +262,9 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
     import torch
 
     from seo_export.backends.ort_runner import OrtRunner
-    from seo_export.backends.torch_runner import TorchRunner
     from seo_export.export import export_onnx
     from seo_export.models.build import build_model
-    from seo_export.parity.report import bench_report, collect_environment
+    from seo_export.parity.report import bench_report
 
     check_settings(settings)
     backends, skipped = usable_backends(settings.backends)
@@ -241,6 +272,7 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         torch.set_num_threads(settings.threads)
     threads = torch.get_num_threads()
     device = accelerator_device()
+    fp16_reason = eager_fp16_skip_reason(backends, device)
     points = [(b, s) for b in settings.batches for s in settings.seqs]
     total = len(settings.variants) * (1 + len(points))
     done = 0
@@ -253,7 +285,7 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
 
     results: list[dict] = []
     ort_intra = None
-    load_before = _load_average()
+    load_before = load_average()
     with contextlib.ExitStack() as stack:
         directory = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="seo-bench-")))
@@ -267,7 +299,7 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
             runners = {}
             for name in backends:
                 if name == "torch":
-                    runners[name] = TorchRunner(model, device=device)
+                    runners.update(eager_runners(model, device, fp16=fp16_reason is None))
                 elif name == "ort":
                     runners[name] = OrtRunner(onnx_path, intra_op_threads=threads)
                 else:
@@ -299,15 +331,18 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         "seed": settings.seed,
         "backends": backends,
         "torch_device": device,
+        "eager_fp16": fp16_reason or (f"timed as {EAGER_FP16}, the baseline of FP16 backends "
+                                      "(speedup_vs_torch_fp16, their headline)"),
         "timing": (f"interleaved: one call of each backend per round, each after a {SETTLE_S * 1e3:.0f} ms pause "
                    "that lets the previous call's threads stop spinning; speedup_vs_torch = torch p50 / backend p50, "
-                   "speedup_vs_torch_ci95 its 95% paired bootstrap interval over the rounds"),
+                   "speedup_vs_torch_ci95 its 95% paired bootstrap interval over the rounds; speedup_vs_torch_fp16 "
+                   "and its interval likewise against torch-fp16 where that is timed"),
         "peak_mb": ("peak RSS growth during the first full-size call in a fresh process (memory.peak_memory_mb: "
                     f"after the model is loaded and has run one [1, {PROBE_WARMUP_SEQ}] input): what a call of that "
                     "size needs beyond the loaded model, ONNX Runtime's arena included; null for TensorRT (GPU memory)")
         if settings.memory else "not measured",
         # The machine is shared: its load during the run says how much to trust absolute times.
-        "load_average_1min": {"start": load_before, "end": _load_average()},
+        "load_average_1min": {"start": load_before, "end": load_average()},
         "model": {k: v for k, v in variant_config(settings.base_config, settings.variants[0]).to_dict().items()
                   if k not in ("attention_type", "positional_encoding_type", "use_causal_mask")},
     }
@@ -325,18 +360,28 @@ def _measure_point(settings: SweepSettings, variant: Variant, config: Transforme
     feeds = bench_inputs(batch, seq, config.vocab_size, settings.seed)
     contenders = {name: (lambda r=runner: r.infer(feeds)) for name, runner in runners.items()}
     samples = interleaved_times(contenders, rounds=settings.iterations, warmup=settings.warmup)
-    p50 = {name: median(times) for name, times in samples.items()}
     results = []
     for name, times in samples.items():
-        speedup = p50["torch"] / p50[name] if "torch" in p50 and p50[name] > 0 else None
-        interval = speedup_interval(samples["torch"], times) if "torch" in samples and name != "torch" else None
+        speedup, interval = speedup_against("torch", name, samples)
+        speedup_fp16, interval_fp16 = speedup_against(EAGER_FP16, name, samples)
         peak = None
         if settings.memory and name in ("torch", "ort"):
             peak = _probe(name, config, settings, batch, seq, onnx_path, threads, device)
-        backend_threads = threads if name == "torch" else ort_intra if name == "ort" else None
+        backend_threads = threads if name in ("torch", EAGER_FP16) else ort_intra if name == "ort" else None
         results.append(bench_result(variant.as_dict(), name, batch, seq, times, speedup_vs_torch=speedup,
-                                    speedup_ci95=interval, peak_mb=peak, threads=backend_threads))
+                                    speedup_ci95=interval, speedup_vs_torch_fp16=speedup_fp16,
+                                    speedup_fp16_ci95=interval_fp16, precision=PRECISION[name], peak_mb=peak,
+                                    threads=backend_threads))
     return results
+
+
+def speedup_against(baseline: str, name: str, samples: dict[str, list[float]]):
+    """(baseline p50 / ``name`` p50, its 95% interval) from one interleaved run; (None, None) when
+    ``baseline`` was not timed. A backend against itself is 1.0 with no interval."""
+    if baseline not in samples or median(samples[name]) <= 0:
+        return None, None
+    speedup = median(samples[baseline]) / median(samples[name])
+    return speedup, (None if name == baseline else speedup_interval(samples[baseline], samples[name]))
 
 
 def _probe(name: str, config: TransformerConfig, settings: SweepSettings, batch: int, seq: int, onnx_path: Path,

@@ -126,6 +126,7 @@ def settings_markdown(report: dict, command: str) -> str:
              f"{bench.get('timing')}",
              f"- threads: {', '.join(f'{k} {v}' for k, v in env.get('threads', {}).items())}; "
              f"CPU {env['cpu']['model']} x {env['cpu']['count']}; torch device {bench.get('torch_device')}",
+             f"- eager FP16 baseline (torch-fp16): {bench.get('eager_fp16', 'not recorded')}",
              f"- allocator: {allocator_line(env.get('allocator'))}",
              f"- load average (1 min) at start / end: {bench.get('load_average_1min', {}).get('start')} / "
              f"{bench.get('load_average_1min', {}).get('end')}",
@@ -139,9 +140,9 @@ def settings_markdown(report: dict, command: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from seo_export.bench.sweep import SweepSettings, check_settings, run_sweep, usable_backends
+    from seo_export.cli.common import progress_lines
     from seo_export.parity.report import summary_table, write_report_dir
     from seo_export.parity.report.json_report import write_errors
     from seo_export.utils.files import atomic_write_text
@@ -160,17 +161,9 @@ def run(args: argparse.Namespace) -> int:
         check_report_dir(args.report_dir)
     command = shlex.join(["seo-export", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "seo-export bench"
 
+    with progress_lines() as progress:  # plain lines where stderr is a log, not a terminal
+        outcome = run_sweep(settings, progress=progress)
     err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=err.is_terminal) as progress:
-        task = progress.add_task("bench", total=None)
-
-        def update(message: str, done: int, total: int) -> None:
-            progress.update(task, description=message, completed=done, total=total)
-            if not err.is_terminal:  # a log has no live bar: one line per step instead
-                err.print(f"[{done}/{total}] {message}", markup=False, highlight=False)
-
-        outcome = run_sweep(settings, progress=update)
     report = outcome.report
     report["environment"]["bench"]["command"] = command
     for skip in outcome.skipped:

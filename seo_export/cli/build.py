@@ -60,6 +60,15 @@ def profiles_from_args(args: argparse.Namespace) -> list:
                          "batch=MIN:OPT:MAX,seq=MIN:OPT:MAX") from None
 
 
+def plugin_layers_cell(layers: int | None, nodes: int) -> str:
+    """``4 (of 4 seo nodes)``; red when some seo node did not become a plugin layer (TensorRT inlined
+    its function body, so the engine runs without that plugin kernel)."""
+    if layers is None:
+        return f"[yellow]not counted[/yellow] (of {nodes} seo nodes)"
+    text = f"{layers} (of {nodes} seo nodes)"
+    return text if layers == nodes else f"[bold red]{text}: the others were inlined as plain layers[/bold red]"
+
+
 def run(args: argparse.Namespace) -> int:
     from seo_export.backends.tensorrt.builder import build_engine
     from seo_export.cli.run import report_console
@@ -83,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("TensorRT / CUDA", f"{env.tensorrt_version} / {env.cuda_version}")
     table.add_row("GPU", f"{env.gpu_name} (sm {env.compute_capability})")
     table.add_row("plugins", env.plugin_manifest_sha256 or "[dim]none registered[/dim]")
+    table.add_row("seo plugin layers", plugin_layers_cell(result.manifest.seo_plugin_layers, result.seo_nodes))
     for index, profile in enumerate(profiles):
         table.add_row(f"profile {index}", str(profile))
     table.add_row("timing cache", str(cache) if cache else "[dim]off[/dim]")

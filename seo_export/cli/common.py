@@ -1,8 +1,11 @@
-"""Arguments shared by subcommands: which model, from which config and weights."""
+"""Shared by subcommands: which model, from which config and weights; progress of long runs."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 
 from seo_export.errors import UsageError
 from seo_export.models import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES, TransformerConfig
@@ -48,3 +51,33 @@ def output_console():
 
     console = Console()
     return console if console.is_terminal else Console(width=200)
+
+
+#: ``progress(message, done=None, total=None)``: a step of a long run starts or ends.
+ProgressFn = Callable[..., None]
+
+
+@contextlib.contextmanager
+def progress_lines(stream=None) -> Iterator[ProgressFn]:
+    """Progress of a long run on ``stream`` (stderr): a transient live bar on a terminal; elsewhere
+    (CI logs, pipes), where a live bar shows nothing until the run ends, one plain line per call,
+    ``[done/total] message``, flushed at once."""
+    stream = sys.stderr if stream is None else stream
+    if not getattr(stream, "isatty", lambda: False)():
+        def plain(message: str, done: int | None = None, total: int | None = None) -> None:
+            print(f"[{done}/{total}] {message}" if total else message, file=stream, flush=True)
+
+        yield plain
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(file=stream, force_terminal=True), transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def live(message: str, done: int | None = None, total: int | None = None) -> None:
+            counts = {"completed": done, "total": total} if total else {}
+            bar.update(task, description=message, **counts)
+
+        yield live

@@ -222,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
     console = report_console()
     console.print(outputs_table(outputs, f"{path.name} on {backend}, batch {batch}, seq {seq}"))
     console.print(latency_table(latencies_ms, args.warmup))
+    manifest = getattr(runner, "manifest", None)  # trt: what the build found in the engine
+    if manifest is not None and manifest.seo_plugin_layers is not None:
+        console.print(f"seo plugin layers in the engine: {manifest.seo_plugin_layers}", highlight=False)
     if output is not None:
         save_outputs(output, outputs)
         console.print(f"outputs saved to {output}")

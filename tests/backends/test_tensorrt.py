@@ -14,10 +14,13 @@ import torch
 
 from seo_export.backends.ort_runner import OrtRunner
 from seo_export.backends.tensorrt.builder import build_engine
+from seo_export.backends.tensorrt.layers import engine_layers, seo_plugin_layers
 from seo_export.backends.tensorrt.manifest import manifest_path, read_manifest
 from seo_export.backends.tensorrt.profiles import parse_profile
 from seo_export.backends.tensorrt.runner import TrtRunner
-from seo_export.errors import UsageError
+from seo_export.errors import MissingDependencyError, UsageError
+from seo_export.export.inspect import load_onnx
+from seo_export.export.postprocess import seo_nodes
 from seo_export.models import TransformerConfig
 from seo_export.models.build import build_model
 
@@ -130,16 +133,39 @@ def test_parser_errors_name_the_node(tmp_path):
     assert not (tmp_path / "bad.engine").exists() and not manifest_path(tmp_path / "bad.engine").exists()
 
 
-@pytest.mark.parametrize("attention", ["local", "sparse"])
-def test_seo_op_models_match_onnx_runtime(tmp_path_factory, attention):
-    """With the seo plugins registered the parser uses them (the nodes carry plugin_namespace); without
-    them it imports the nodes' function bodies. Either way the engine matches ONNX Runtime."""
-    onnx_path = export(tmp_path_factory, attention)
+@pytest.fixture(scope="module", params=["local", "sparse"])
+def seo_engine(request, tmp_path_factory):
+    """A model with seo nodes (LocalWindowAttention, LandmarkAttention), built with the registered plugins."""
+    onnx_path = export(tmp_path_factory, request.param)
     engine = onnx_path.with_suffix(".engine")
-    result = build_engine(onnx_path, engine, PROFILES[:1])
-    plugins_installed = importlib.util.find_spec("seo_plugins.trt") is not None
-    assert (result.manifest.environment.plugin_manifest_sha256 is not None) == plugins_installed
+    return onnx_path, engine, build_engine(onnx_path, engine, PROFILES[:1])
+
+
+def test_seo_op_models_match_onnx_runtime(seo_engine):
+    onnx_path, engine, result = seo_engine
+    assert result.manifest.environment.plugin_manifest_sha256 is not None  # built with the plugins
     assert_matches_ort(onnx_path, engine, 2, 45)
+
+
+def test_seo_op_engines_hold_seo_plugin_layers(seo_engine):
+    """Each seo node is a plugin layer of the seo namespace, not its function body inlined as plain layers."""
+    onnx_path, engine, result = seo_engine
+    nodes = [node.name for node in seo_nodes(load_onnx(onnx_path))]
+    with TrtRunner(engine) as runner:
+        layers = engine_layers(runner.trt, runner.engine)
+    assert len(nodes) == SMALL["num_layers"]
+    assert len(seo_plugin_layers(layers, nodes)) == len(nodes), [(entry.name, entry.layer_type) for entry in layers]
+    assert result.manifest.seo_plugin_layers == result.seo_nodes == len(nodes)
+
+
+def test_seo_nodes_without_plugins_are_refused(tmp_path_factory):
+    """Without the plugins TensorRT's parser would inline the nodes' function bodies and build an engine
+    without the plugin kernels; the build refuses instead, before TensorRT parses anything."""
+    onnx_path = export(tmp_path_factory, "local")
+    engine = onnx_path.with_suffix(".engine")
+    with pytest.raises(MissingDependencyError, match="need the seo TensorRT plugins, which are not registered"):
+        build_engine(onnx_path, engine, PROFILES[:1], plugin_registrar=None)
+    assert not engine.exists()
 
 
 def test_cli_build_then_run(standard_onnx, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from seo_export.bench import sweep
 from seo_export.errors import UsageError
@@ -151,3 +152,61 @@ def test_memory_probe_measures_the_child_not_the_parent(swept):
                                                   "seed": 0, "batch": 2, "seq": 24, "threads": 1})
     del ballast
     assert peak is not None and 0 <= peak < 100
+
+
+def test_eager_fp16_is_timed_only_as_the_baseline_of_fp16_backends_on_a_gpu():
+    assert sweep.eager_fp16_skip_reason(["torch", "trt"], "cuda") is None
+    assert "not timed on a CPU" in sweep.eager_fp16_skip_reason(["torch", "trt"], "cpu")
+    assert "no FP16 backend" in sweep.eager_fp16_skip_reason(["torch", "ort"], "cuda")
+    assert "eager PyTorch (torch) was not benched" in sweep.eager_fp16_skip_reason(["ort", "trt"], "cuda")
+
+
+def test_on_a_cpu_every_point_is_fp32_against_eager_fp32(swept):
+    outcome, _, _, _ = swept
+    assert "not timed on a CPU" in outcome.settings["eager_fp16"] or sweep.accelerator_device() == "cuda"
+    for r in outcome.report["results"]:
+        assert r["precision"] == "fp32" and "speedup_vs_torch_fp16" not in r
+
+
+def test_eager_fp16_runs_on_a_copy_of_the_model():
+    from seo_export.models.build import build_model
+
+    model = build_model(TINY, seed=0)
+    runners = sweep.eager_runners(model, "cpu", fp16=True)
+    assert list(runners) == ["torch", sweep.EAGER_FP16]
+    for runner in runners.values():
+        runner.activate()
+    dtypes = {name: {p.dtype for p in runner.model.parameters()} for name, runner in runners.items()}
+    assert dtypes == {"torch": {torch.float32}, sweep.EAGER_FP16: {torch.float16}}
+    assert list(sweep.eager_runners(model, "cpu", fp16=False)) == ["torch"]
+
+
+def test_fp16_backends_get_both_speedups_from_one_interleaved_run(monkeypatch):
+    """Where eager FP16 is timed (forced here on the CPU), it joins the same interleaved rounds, and
+    every point carries its speedup against eager FP32 and against eager FP16."""
+    calls = []
+    original = sweep.interleaved_times
+
+    def spy(contenders, **kwargs):
+        calls.append(samples := original(contenders, **kwargs))
+        return samples
+
+    monkeypatch.setattr(sweep, "interleaved_times", spy)
+    monkeypatch.setattr(sweep, "eager_fp16_skip_reason", lambda backends, device: None)
+    settings = sweep.SweepSettings(variants=[sweep.Variant("local", "rotary")], base_config=TINY,
+                                   backends=("torch", "ort"), batches=(1,), seqs=(8,), warmup=1, iterations=5,
+                                   memory=False)
+    outcome = sweep.run_sweep(settings)
+    [samples] = calls
+    assert list(samples) == ["torch", sweep.EAGER_FP16, "ort"]
+    points = {r["backend"]: r for r in outcome.report["results"]}
+    assert points[sweep.EAGER_FP16]["precision"] == "fp16" and points["ort"]["precision"] == "fp32"
+    for name, r in points.items():
+        assert r["speedup_vs_torch"] == pytest.approx(sweep.median(samples["torch"]) / sweep.median(samples[name]))
+        assert r["speedup_vs_torch_fp16"] == pytest.approx(sweep.median(samples[sweep.EAGER_FP16])
+                                                           / sweep.median(samples[name]))
+    assert points[sweep.EAGER_FP16]["speedup_vs_torch_fp16"] == 1.0
+    assert points[sweep.EAGER_FP16]["speedup_vs_torch_fp16_ci95"] is None
+    assert points["ort"]["speedup_vs_torch_fp16_ci95"] == list(sweep.speedup_interval(samples[sweep.EAGER_FP16],
+                                                                                     samples["ort"]))
+    check_report(outcome.report)

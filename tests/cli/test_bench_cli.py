@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from seo_export.bench.sweep import trt_unavailable_reason
+from seo_export.cli.common import progress_lines
 from seo_export.cli.main import main
 
 TINY = ["--hidden-size", "32", "--num-layers", "1", "--num-heads", "4", "--intermediate-size", "64"]
@@ -27,6 +29,12 @@ def test_tiny_bench_writes_a_report_dir(tmp_path):
                         "--report-dir", str(report_dir), env={**os.environ, "MALLOC_ARENA_MAX": "2"})
     assert result.returncode == 0, result.stderr
     assert "local/rotary" in result.stdout and "vs torch" in result.stdout  # the summary table
+    # stderr is a pipe here, as in CI: a plain line per progress step, no live bar.
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert progress == ["[0/3] local/rotary: exporting to ONNX", "[1/3] local/rotary: exported",
+                        "[1/3] local/rotary b2 s8: timing torch, ort", "[2/3] local/rotary b2 s8: done",
+                        "[2/3] local/rotary b2 s16: timing torch, ort", "[3/3] local/rotary b2 s16: done"]
+    assert "\x1b[" not in result.stderr  # no terminal control codes in a log
     report = json.loads((report_dir / "report.json").read_text())
     assert report["kind"] == "bench" and report["schema_version"] == "1"
     assert {(r["backend"], r["seq"]) for r in report["results"]} == {(b, s) for b in ("torch", "ort") for s in (8, 16)}
@@ -41,6 +49,9 @@ def test_tiny_bench_writes_a_report_dir(tmp_path):
     assert "- allocator: " in md and "MALLOC_ARENA_MAX=2" in md
     html = (report_dir / "report.html").read_text()
     assert "Time against sequence length" in html and "data:image/png;base64," in html
+    if trt_unavailable_reason():  # no GPU: eager FP16 is not a baseline here, and was not timed
+        assert "- eager FP16 baseline (torch-fp16): not timed" in md
+        assert {r["precision"] for r in report["results"]} == {"fp32"}
     if trt_unavailable_reason():  # the default backends include trt: skipped with its reason, not an error
         assert "skipped trt: " in result.stderr
         assert report["environment"]["skipped"][0]["backend"] == "trt"
@@ -83,3 +94,24 @@ def test_trt_alone_without_tensorrt_is_a_one_line_error(capsys):
     if trt_unavailable_reason() is None:
         pytest.skip("TensorRT is available here")
     one_line_error(capsys, ["--backends", "trt", *TINY], "nothing to benchmark: trt skipped", "TensorRT")
+
+
+def test_progress_is_plain_lines_where_the_stream_is_not_a_terminal(monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # CI often sets it; rich then takes any stream for a terminal
+    stream = io.StringIO()
+    with progress_lines(stream) as progress:
+        progress("exporting", 0, 2)
+        progress("timing b1 s512", 1, 2)
+        progress("a step without counts")
+    assert stream.getvalue().splitlines() == ["[0/2] exporting", "[1/2] timing b1 s512", "a step without counts"]
+
+
+def test_progress_is_a_transient_bar_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with progress_lines(stream) as progress:
+        progress("exporting", 0, 2)
+    assert "[0/2] exporting" not in stream.getvalue()  # no log lines: the bar redraws in place, then goes

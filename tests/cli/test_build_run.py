@@ -23,6 +23,7 @@ from seo_export.backends.tensorrt.loader import PluginRegistration, tensorrt_ava
 from seo_export.backends.tensorrt.manifest import EngineManifest, Environment, sha256_bytes, write_manifest
 from seo_export.backends.tensorrt.profiles import parse_profile
 from seo_export.backends.tensorrt.runner import read_engine
+from seo_export.cli.build import plugin_layers_cell
 from seo_export.cli.main import main
 from seo_export.backends.torch_runner import torch_model_from_onnx
 from seo_export.cli.run import read_inputs, validate_inputs
@@ -252,6 +253,13 @@ def test_seo_nodes_need_registered_plugins():
     require_plugins(local_node(), PluginRegistration("a" * 64))
     plain = helper.make_model(helper.make_graph([], "empty", [], []))
     require_plugins(plain, missing)  # no seo nodes: nothing to register
+
+
+def test_build_flags_seo_nodes_that_did_not_become_plugin_layers():
+    assert plugin_layers_cell(2, 2) == "2 (of 2 seo nodes)"
+    assert plugin_layers_cell(0, 0) == "0 (of 0 seo nodes)"
+    assert "[bold red]1 (of 2 seo nodes): the others were inlined" in plugin_layers_cell(1, 2)
+    assert "not counted" in plugin_layers_cell(None, 2)
 
 
 # ---- run: engines ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from seo_export.backends.tensorrt.loader import (
 )
 from seo_export.export.inspect import load_onnx, node_attributes, stored_metadata
 from seo_export.export.postprocess import seo_nodes
+from seo_export.backends.tensorrt.layers import engine_layers, seo_plugin_layers
 from seo_export.backends.tensorrt.manifest import EngineManifest, sha256_bytes, sha256_file, write_manifest
 from seo_export.backends.tensorrt.profiles import Profile, input_profile_shapes
 from seo_export.errors import MissingDependencyError, SeoExportError, UsageError
@@ -37,6 +38,7 @@ class BuildResult:
     manifest_path: Path
     manifest: EngineManifest
     warnings: list[str]  # TensorRT's warnings, kept out of the console unless --verbose
+    seo_nodes: int = 0  # the model's seo nodes, each of which should be one seo plugin layer
 
 
 class EngineBuildError(SeoExportError):
@@ -167,6 +169,29 @@ def _add_profiles(builder, config, network, profiles: list[Profile]) -> None:
         config.add_optimization_profile(trt_profile)
 
 
+def configure(trt, config, workspace: int | None) -> None:
+    if workspace:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    # DETAILED: the engine inspector then gives each layer's type, which tells seo plugin layers
+    # from inlined function bodies (the default, LAYER_NAMES_ONLY, lists bare names).
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+
+
+def count_seo_plugin_layers(trt, logger, plan: bytes, model) -> int | None:
+    """How many seo plugin layers the built engine holds; None where the inspector cannot tell."""
+    names = [node.name for node in seo_nodes(model)]
+    if not names:
+        return 0  # nothing to inspect: a plain model has no plugin layers to look for
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    if engine is None:
+        return None
+    try:
+        return len(seo_plugin_layers(engine_layers(trt, engine), names))
+    except ValueError as exc:
+        logger.warnings.append(f"cannot count the engine's seo plugin layers: {exc}")
+        return None
+
+
 def _load_timing_cache(config, path: Path | None):
     data = path.read_bytes() if path is not None and path.is_file() else b""
     cache = config.create_timing_cache(data)
@@ -196,8 +221,7 @@ def build_engine(
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, builder, logger, onnx_path, model)
     config = builder.create_builder_config()
-    if workspace:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    configure(trt, config, workspace)
     _add_profiles(builder, config, network, profiles)
     cache_path = Path(timing_cache_path) if timing_cache_path else None
     _load_timing_cache(config, cache_path)
@@ -214,6 +238,7 @@ def build_engine(
         profiles=list(profiles),
         onnx_file=onnx_path.name,
         model_config=stored_metadata(model, "config"),
+        seo_plugin_layers=count_seo_plugin_layers(trt, logger, engine, model),
     )
     engine_path.parent.mkdir(parents=True, exist_ok=True)  # folders only now: a failed build leaves nothing
     atomic_write_bytes(engine_path, engine)
@@ -225,4 +250,4 @@ def build_engine(
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
-    return BuildResult(engine_path, written, manifest, list(logger.warnings))
+    return BuildResult(engine_path, written, manifest, list(logger.warnings), len(seo_nodes(model)))

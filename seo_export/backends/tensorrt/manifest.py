@@ -45,6 +45,7 @@ class EngineManifest:
     profiles: list[Profile]
     onnx_file: str = ""
     model_config: dict | None = None
+    seo_plugin_layers: int | None = None  # per the engine inspector; None: not counted (older manifests)
     seo_export_version: str = __version__
     format_version: int = FORMAT_VERSION
 

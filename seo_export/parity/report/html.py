@@ -13,8 +13,15 @@ import numpy as np
 from seo_export.parity.metrics import HIST_EDGES
 from seo_export.parity.report import plots
 from seo_export.parity.report.json_report import write_text
-from seo_export.parity.report.markdown import MISSING, failure_lines, fmt, summary_rows, worst_abs_error
-from seo_export.parity.report.schema import check_report, variant_label
+from seo_export.parity.report.markdown import (
+    MISSING,
+    failure_lines,
+    fmt,
+    summary_note,
+    summary_rows,
+    worst_abs_error,
+)
+from seo_export.parity.report.schema import check_report, headline_speedup, variant_label
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -57,11 +64,24 @@ def _bars(medians: dict[tuple[str, str], float], intervals: dict[tuple[str, str]
     return plots.bar_chart_png(labels, series, **kwargs)
 
 
+def _against_seq(points: dict[str, list], **kwargs) -> bytes | str | None:
+    """A log-log line chart against sequence length; None without data, and the reason instead of a chart
+    when no series has two lengths (one point per line would show no scaling at all)."""
+    if not points:
+        return None
+    if not plots.plottable_series({name: [(x, y) for x, y in series if y is not None and y > 0]  # log axis
+                                   for name, series in points.items()}):
+        seqs = ", ".join(str(s) for s in sorted({seq for series in points.values() for seq, _ in series}))
+        return (f"not drawn: no series has values at two or more sequence lengths (measured: {seqs}); "
+                "a plot against sequence length needs at least two")
+    return plots.line_chart_png(points, xlabel="sequence length", logx=True, logy=True, **kwargs)
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1e3
 
 
-def _validate_figures(results: list[dict]) -> list[tuple[str, bytes | None]]:
+def _validate_figures(results: list[dict]) -> list[tuple[str, bytes | str | None]]:
     histograms: dict[str, np.ndarray] = {}
     for r in results:
         for metrics in r["outputs"].values():
@@ -86,15 +106,14 @@ def _validate_figures(results: list[dict]) -> list[tuple[str, bytes | None]]:
         ("Absolute error on real tokens, per backend (all cases)",
          plots.error_histogram_png(histograms) if histograms else None),
         ("Worst max abs error against sequence length",
-         plots.line_chart_png({b: list(p.items()) for b, p in worst_by_seq.items()}, title="Error vs sequence length",
-                              xlabel="sequence length", ylabel="max abs error", logx=True, logy=True)
-         if worst_by_seq else None),
+         _against_seq({b: list(p.items()) for b, p in worst_by_seq.items()}, title="Error vs sequence length",
+                      ylabel="max abs error")),
         ("Median latency per case", _bars(latency, title="Latency", ylabel="ms")),
         ("Median speedup against eager PyTorch", _bars(speedup, title="Speedup", ylabel="x eager", reference=1.0)),
     ]
 
 
-def _bench_figures(results: list[dict]) -> list[tuple[str, bytes | None]]:
+def _bench_figures(results: list[dict]) -> list[tuple[str, bytes | str | None]]:
     def by_point(r):
         return f"{variant_label(r['variant'])} b{r['batch']} s{r['seq']}", r["backend"]
 
@@ -108,29 +127,30 @@ def _bench_figures(results: list[dict]) -> list[tuple[str, bytes | None]]:
         if r.get("peak_mb") is not None:
             memory.setdefault(series(r), []).append((r["seq"], r["peak_mb"]))
     p50 = _median_by(results, by_point, lambda r: r["latency_ms"]["p50"])
-    speedup = _median_by(results, by_point, lambda r: r["speedup_vs_torch"])
-    intervals = {by_point(r): tuple(r["speedup_vs_torch_ci95"]) for r in results if r.get("speedup_vs_torch_ci95")}
-
-    def scaling_chart(points: dict[str, list], title: str, ylabel: str) -> bytes | None:
-        if not points:
-            return None
-        return plots.line_chart_png(points, title=title, xlabel="sequence length", ylabel=ylabel, logx=True, logy=True)
+    speedup = _median_by(results, by_point, lambda r: headline_speedup(r)[0])
+    intervals = {by_point(r): tuple(headline_speedup(r)[1]) for r in results if headline_speedup(r)[1]}
 
     return [
         ("p50 latency", _bars(p50, title="Latency p50", ylabel="ms")),
-        ("Speedup against eager PyTorch, same run (whiskers: 95% interval)",
-         _bars(speedup, intervals, title="Speedup", ylabel="x torch", reference=1.0)),
-        ("Time against sequence length", scaling_chart(scaling, "Scaling: time", "p50 ms")),
-        ("Peak memory against sequence length", scaling_chart(memory, "Scaling: peak memory", "MB")),
+        ("Speedup against eager PyTorch at the backend's precision where timed (FP16 backends against eager FP16), "
+         "same run (whiskers: 95% interval)",
+         _bars(speedup, intervals, title="Speedup", ylabel="x eager", reference=1.0)),
+        ("Time against sequence length", _against_seq(scaling, title="Scaling: time", ylabel="p50 ms")),
+        ("Peak memory against sequence length", _against_seq(memory, title="Scaling: peak memory", ylabel="MB")),
     ]
 
 
-def figures(report: dict, attention_maps: dict[str, np.ndarray] | None = None) -> list[tuple[str, bytes]]:
-    """(caption, PNG bytes) of every plot the report has data for."""
+def _all_figures(report: dict, attention_maps: dict[str, np.ndarray] | None) -> list[tuple[str, bytes | str]]:
+    """(caption, PNG bytes, or why the plot was not drawn) for every plot the report has data for."""
     made = _bench_figures(report["results"]) if report["kind"] == "bench" else _validate_figures(report["results"])
     for name, matrix in (attention_maps or {}).items():
         made.append((f"Attention pattern: {name}", plots.heatmap_png(matrix, title=name)))
     return [(caption, png) for caption, png in made if png is not None]
+
+
+def figures(report: dict, attention_maps: dict[str, np.ndarray] | None = None) -> list[tuple[str, bytes]]:
+    """(caption, PNG bytes) of every plot drawn."""
+    return [(caption, png) for caption, png in _all_figures(report, attention_maps) if isinstance(png, bytes)]
 
 
 def _cell(text: str, classes: bool) -> str:
@@ -178,12 +198,17 @@ def render_html(report: dict, attention_maps: dict[str, np.ndarray] | None = Non
         verdict = "PASS" if s["all_passed"] else "FAIL"
         parts.append(f'<p><span class="{verdict}">{verdict}</span>: {s["passed"]}/{s["total"]} cases passed</p>')
     parts += ["<h2>Summary</h2>", _table(*summary_rows(report), classes=True)]
+    if summary_note(report):
+        parts.append(f'<p class="meta">{esc(summary_note(report))}</p>')
     failures = failure_lines(report)
     if failures:
         parts += ["<h2>Failures</h2>", "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in failures) + "</ul>"]
-    plotted = figures(report, attention_maps)
+    plotted = _all_figures(report, attention_maps)
     if plotted:
-        parts += ["<h2>Plots</h2>"] + [_img(caption, png) for caption, png in plotted]
+        parts.append("<h2>Plots</h2>")
+        for caption, png in plotted:  # a plot, or a line saying why it was not drawn
+            parts.append(_img(caption, png) if isinstance(png, bytes)
+                         else f'<p class="meta">{esc(caption)}: {esc(png)}</p>')
     if kind == "validate":
         columns = ("Variant", "Backend", "Input", "Batch", "Seq", "Result", "Max abs err", "Threshold", "Reason")
         parts += ["<h2>Cases</h2>", _table(columns, _case_rows(report), classes=True)]

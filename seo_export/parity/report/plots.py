@@ -18,6 +18,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from seo_export.parity.metrics import HIST_EDGES
 
 HEATMAP_MAX_SIZE = 256  # larger maps are mean-pooled: an 8k x 8k PNG would bloat the HTML for no detail
+LEGEND_ROWS = 14  # legend entries per column: more start another column rather than overflow the figure
 
 
 def _figure(width: float = 6.4, height: float = 3.6) -> tuple[Figure, object]:
@@ -31,6 +32,30 @@ def png_bytes(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def _legend_beside(fig: Figure, ax) -> None:
+    """The legend right of the axes, where it never covers data; the figure widens by the legend's width
+    so the axes keep theirs. Lays the figure out."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=7,
+                           ncols=math.ceil(len(handles) / LEGEND_ROWS))
+        width = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+        fig.set_figwidth(fig.get_figwidth() + width + 0.2)
+    fig.tight_layout()
+
+
+def plottable_series(series: dict[str, Sequence[tuple[float, float | None]]],
+                     min_points: int = 2) -> dict[str, list[tuple[float, float]]]:
+    """The series with at least ``min_points`` distinct x (None y dropped): a line through one point
+    shows no trend, so such series are left out of line charts."""
+    kept = {}
+    for name, points in series.items():
+        points = sorted((x, y) for x, y in points if y is not None)
+        if len({x for x, _ in points}) >= min_points:
+            kept[name] = points
+    return kept
 
 
 def _decade_label(exponent: float) -> str:
@@ -55,20 +80,26 @@ def error_histogram_png(counts_by_series: dict[str, Sequence[int]], *, title: st
     ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=7)
     ax.set_ylabel("share of elements")
     ax.set_title(title)
-    if counts_by_series:
-        ax.legend(fontsize=7)
+    _legend_beside(fig, ax)
     return png_bytes(fig)
 
 
-def line_chart_png(series: dict[str, Sequence[tuple[float, float]]], *, title: str, xlabel: str, ylabel: str,
-                   logx: bool = False, logy: bool = False) -> bytes:
-    """One line per series through its (x, y) points, sorted by x; non-positive y is dropped on a log axis."""
+def line_chart_png(series: dict[str, Sequence[tuple[float, float]]], **kwargs) -> bytes:
+    return png_bytes(line_chart(series, **kwargs))
+
+
+def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str, xlabel: str, ylabel: str,
+               logx: bool = False, logy: bool = False) -> Figure:
+    """One line per series through its (x, y) points, sorted by x; non-positive y is dropped on a log axis.
+    Series with fewer than two distinct x are left out; ValueError when none is left."""
+    series = plottable_series({name: [(x, y) for x, y in points if y is not None and (not logy or y > 0)]
+                               for name, points in series.items()})
+    if not series:
+        raise ValueError("no series has two distinct x values to draw a line through")
     fig, ax = _figure()
     for name, points in series.items():
-        points = sorted((x, y) for x, y in points if y is not None and (not logy or y > 0))
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", markersize=3, label=name)
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", markersize=3, label=name)
     if logx:
         # Sequence lengths are mostly powers of two: base-2 ticks written as plain numbers read best.
         ax.set_xscale("log", base=2)
@@ -79,9 +110,8 @@ def line_chart_png(series: dict[str, Sequence[tuple[float, float]]], *, title: s
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if series:
-        ax.legend(fontsize=7)
-    return png_bytes(fig)
+    _legend_beside(fig, ax)
+    return fig
 
 
 def bar_chart_png(labels: Sequence[str], series: dict[str, Sequence[float | None]], *, title: str, ylabel: str,
@@ -109,8 +139,7 @@ def bar_chart_png(labels: Sequence[str], series: dict[str, Sequence[float | None
     ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if series:
-        ax.legend(fontsize=7)
+    _legend_beside(fig, ax)
     return png_bytes(fig)
 
 
