@@ -15,6 +15,9 @@ MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 20  # as in seo_export.export.expo
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--checkpoint", help="weights: .safetensors, or a torch file loaded with weights_only=True")
+    parser.add_argument("--init", choices=("default", "peaked"), default="default",
+                        help="seeded weights without --checkpoint: default (BERT's 0.02) or peaked (attention far "
+                             "from uniform, as validate's test models; see README)")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                         help="fp16 writes the strongly typed graph TensorRT builds as it is")
     parser.add_argument("--io-dtype", choices=("fp32", "fp16"), default="fp32", help="dtype of the float outputs")
@@ -32,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     config = config_from_args(args)
-    model = build_model(config, args.seed, args.checkpoint)
+    model = build_model(config, args.seed, args.checkpoint, args.init)
     start = time.perf_counter()
     with console.status("exporting") as status:
         result = export_onnx(model, args.output, precision=args.precision, opset=args.opset,
                              decomposed=args.decomposed, io_dtype=args.io_dtype,
                              progress=lambda message: status.update(message),
-                             weights=weights_provenance(args.seed, args.checkpoint),
+                             weights=weights_provenance(args.seed, args.checkpoint, args.init),
                              keep_fp32=tuple(args.keep_fp32))
     console.print(
         f"wrote {result.path} ({result.precision}, opset {result.opset}, "

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from seo_export.cli.common import output_console, positive_int, require
+from seo_export.cli.common import output_console, positive_int, progress_lines, require
 from seo_export.models import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES
 
 BACKEND_NAMES = ("ort-fp32", "ort-fp16", "trt-fp16")
@@ -23,10 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--causal", action="store_true")
     which.add_argument("--checkpoint", help="weights (.safetensors, or torch weights_only)")
     which.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default 0)")
+    which.add_argument("--init", choices=("peaked", "default"), default="peaked",
+                       help="seeded weights: peaked (default) scales q/k so attention is far from uniform and "
+                            "miswired attention shows; default is BERT's 0.02 init, near-uniform attention")
     which.add_argument("--model", help="validate this exported .onnx instead of exporting")
-    parser.add_argument("--backends", default=",".join(BACKEND_NAMES),
-                        help=f"comma-separated from {', '.join(BACKEND_NAMES)} (trt-fp16 is skipped, with the "
-                             "reason, where TensorRT or a GPU is missing)")
+    parser.add_argument("--backends",
+                        help=f"comma-separated from {', '.join(BACKEND_NAMES)} (default: all; with --model, those "
+                             "that run the file's precision; trt-fp16 is skipped, with the reason, where TensorRT "
+                             "or a GPU is missing)")
     parser.add_argument("--inputs", help=".npz with input_ids [B, S] (and attention_mask) instead of the edge cases")
     parser.add_argument("--batch", type=positive_int, default=3, help="rows per input case (default 3)")
     parser.add_argument("--max-len", type=positive_int, default=256, help="longest input length (default 256)")
@@ -41,44 +45,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _runs(args):
     from seo_export.models import TransformerConfig
-    from seo_export.parity.validate import SWEEP_CONFIG, VARIANTS, VariantRun, check_model_file
+    from seo_export.parity.validate import SWEEP_CONFIG, VARIANTS, VariantRun, file_run
 
     base = TransformerConfig.from_json(args.config) if args.config else None
     if args.model:
         require(not args.all, "--model validates one file; leave out --all")
-        config = check_model_file(Path(args.model), base)
-        return [VariantRun(config, args.seed, args.checkpoint, Path(args.model))]
+        return [file_run(Path(args.model), base, args.seed, args.checkpoint)]
     single = args.attention or args.positional or args.causal
     if single and not args.all:
         config = (base or SWEEP_CONFIG).replace(
             **{k: v for k, v in {"attention_type": args.attention, "positional_encoding_type": args.positional,
                                  "use_causal_mask": True if args.causal else None}.items() if v is not None})
-        return [VariantRun(config, args.seed, args.checkpoint)]
+        return [VariantRun(config, args.seed, args.checkpoint, args.init)]
     if base is not None and not args.all:
-        return [VariantRun(base, args.seed, args.checkpoint)]
+        return [VariantRun(base, args.seed, args.checkpoint, args.init)]
     sizes = base or SWEEP_CONFIG
     return [VariantRun(sizes.replace(attention_type=a, positional_encoding_type=p, use_causal_mask=c),
-                       args.seed, args.checkpoint) for a, p, c in VARIANTS]
+                       args.seed, args.checkpoint, args.init) for a, p, c in VARIANTS]
+
+
+SHOWN_FAILURES = 10
+
+
+def print_failures(console, report: dict) -> None:
+    """Each failing case with where it breaks and the suggested fix: the terminal is where people act."""
+    from rich.markup import escape
+
+    from seo_export.parity.report.markdown import failure_lines
+
+    lines = failure_lines(report)
+    for line in lines[:SHOWN_FAILURES]:
+        console.print(f"[red]FAIL[/red] {escape(line)}", soft_wrap=True)
+    if len(lines) > SHOWN_FAILURES:
+        console.print(f"... and {len(lines) - SHOWN_FAILURES} more failing cases (see report.md with --report-dir)")
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from seo_export.parity.cases import load_cases, make_cases
     from seo_export.parity.report import summary_table, validate_report, write_report_dir
-    from seo_export.parity.validate import Tolerances, Validator, new_workdir
+    from seo_export.parity.validate import Tolerances, Validator, backends_for_file, new_workdir
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = [b for b in backends if b not in BACKEND_NAMES]
-    require(backends and not unknown, f"unknown backend {unknown[0] if unknown else '(none)'}; "
-                                      f"choose from {', '.join(BACKEND_NAMES)}")
+    backends = None
+    if args.backends is not None:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = [b for b in backends if b not in BACKEND_NAMES]
+        require(backends and not unknown, f"unknown backend {unknown[0] if unknown else '(none)'}; "
+                                          f"choose from {', '.join(BACKEND_NAMES)}")
     report_dir = Path(args.report_dir) if args.report_dir else None
     if report_dir is not None:
         require(not report_dir.exists() or report_dir.is_dir(), f"--report-dir {report_dir} is a file")
         require(report_dir.parent.exists(), f"--report-dir: folder {report_dir.parent} does not exist")
     runs = _runs(args)
+    if args.model:
+        backends = backends_for_file(runs[0].model_file, runs[0].file_options["precision"], backends)
+    backends = backends or list(BACKEND_NAMES)
 
     def cases_for(config):
         if args.inputs:
@@ -90,11 +113,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     tolerances = Tolerances(args.atol, args.rtol, args.fp16_factor, args.fp16_floor)
     start = time.perf_counter()
-    with new_workdir() as workdir, Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                            TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("validating", total=None)
-        validator = Validator(backends, tolerances, Path(workdir), not args.no_locate,
-                              lambda message: progress.update(task, description=message))
+    with new_workdir() as workdir, progress_lines() as progress:  # plain lines in CI logs
+        validator = Validator(backends, tolerances, Path(workdir), not args.no_locate, progress)
         outcome = validator.run(runs, cases_for)
     for backend, reason in outcome.skipped.items():
         console.print(f"[yellow]{backend} skipped:[/yellow] {escape(reason)}")
@@ -105,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     report["summary"]["skipped"] = outcome.skipped
     report["summary"]["wall_s"] = round(time.perf_counter() - start, 1)
     output_console().print(summary_table(report))
+    print_failures(console, report)
     if report_dir is not None:
         write_report_dir(report, report_dir, outcome.attention_maps)
         console.print(f"reports written to {report_dir}")

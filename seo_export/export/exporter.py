@@ -22,7 +22,8 @@ from seo_export.errors import UsageError
 from seo_export.export import postprocess
 from seo_export.export.functions import DOMAIN, LANDMARK, LOCAL_WINDOW, OP_VERSION
 from seo_export.export.translation import translation_table
-from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, internal_names, keep_in_fp32
+from seo_export.export.internals import internal_names
+from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, keep_in_fp32
 from seo_export.models.attention import MultiHeadAttention
 from seo_export.models.transformer import SEOSpecificTransformer
 from seo_export.utils.files import atomic_path
@@ -94,9 +95,9 @@ def trace_to_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset:
     """
     model = copy.deepcopy(model).eval()
     if precision == "fp16":
-        model = model.half()
+        fp32_model, model = model, copy.deepcopy(model).half()
         try:
-            keep_in_fp32(model, keep_fp32)
+            keep_in_fp32(model, keep_fp32, source=fp32_model)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     elif keep_fp32:

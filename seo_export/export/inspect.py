@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 
 from seo_export.errors import UsageError
-from seo_export.export.exporter import METADATA_PREFIX, op_counts
+from seo_export.export.exporter import DEFAULT_OPSET, METADATA_PREFIX, op_counts
 
 
 def load_onnx(path: str | os.PathLike, with_weights: bool = False) -> onnx.ModelProto:
@@ -41,6 +41,42 @@ def stored_metadata(model: onnx.ModelProto, key: str) -> dict | None:
                 raise UsageError(f"the ONNX metadata {full_key} is not valid JSON") from None
             return value if isinstance(value, dict) else None
     return None
+
+
+def metadata_value(model: onnx.ModelProto, key: str) -> str | None:
+    """The plain string the exporter stored under seo_export.KEY, or None when absent."""
+    full_key = METADATA_PREFIX + key
+    return next((prop.value for prop in model.metadata_props if prop.key == full_key), None)
+
+
+def export_options(model: onnx.ModelProto) -> dict:
+    """The ``export_onnx`` arguments a file was written with, from its metadata (defaults where absent)."""
+    keep = metadata_value(model, "keep_fp32")
+    return {"precision": metadata_value(model, "precision") or "fp32",
+            "opset": int(metadata_value(model, "opset") or DEFAULT_OPSET),
+            "io_dtype": metadata_value(model, "io_dtype") or "fp32",
+            "decomposed": metadata_value(model, "decomposed") == "true",
+            "keep_fp32": tuple(json.loads(keep)) if keep else ()}
+
+
+def graph_differences(model: onnx.ModelProto, other: onnx.ModelProto) -> list[str]:
+    """What differs between two files' computations (weights, nodes, functions), ignoring metadata;
+    empty when they compute the same thing the same way."""
+
+    def digests(items, key):
+        return {key(item): item.SerializeToString(deterministic=True) for item in items}
+
+    differences = []
+    for what, a, b in (
+        ("weights", digests(model.graph.initializer, lambda t: t.name), digests(other.graph.initializer, lambda t: t.name)),
+        ("nodes", digests(model.graph.node, lambda n: tuple(n.output)), digests(other.graph.node, lambda n: tuple(n.output))),
+        ("functions", digests(model.functions, lambda f: (f.domain, f.name, f.overload)),
+         digests(other.functions, lambda f: (f.domain, f.name, f.overload))),
+    ):
+        changed = sorted(str(k) for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if changed:
+            differences.append(f"{len(changed)} {what} (first: {changed[0]})")
+    return differences
 
 
 def _value_summary(value: onnx.ValueInfoProto) -> dict:

@@ -1,10 +1,5 @@
-"""The module torch.onnx traces: the graph contract's inputs and outputs, plus named internals.
-
-Every export also names each layer's output (``hidden_state_i``) and each attention
-block's output (``attention_output_i``) inside the graph, though only the two
-contract outputs are graph outputs. ``validate`` promotes those names to outputs
-again to find the first layer where a backend leaves tolerance.
-"""
+"""The module torch.onnx traces: the graph contract's inputs and outputs, plus the named
+internals of ``export.internals`` (each module's output), and the FP32 islands of FP16 exports."""
 
 from __future__ import annotations
 
@@ -12,33 +7,11 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
+from seo_export.export.internals import internal_names
 from seo_export.models.transformer import SEOSpecificTransformer
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("last_hidden_state", "pooler_output")
-
-
-def internal_names(num_layers: int) -> tuple[str, ...]:
-    """In graph order: the embedding output, then per layer its attention output and its output."""
-    names = ["hidden_state_0"]
-    for i in range(1, num_layers + 1):
-        names += [f"attention_output_{i}", f"hidden_state_{i}"]
-    return tuple(names)
-
-
-def locate_internal(name: str) -> tuple[int, str]:
-    """(layer, block) for an internal name; layer 0 is the embeddings, layers count from 1."""
-    index = int(name.rsplit("_", 1)[1])
-    if name.startswith("attention_output_"):
-        return index, "attention"
-    return index, "embeddings" if index == 0 else "feed_forward"
-
-
-def block_module(layer: int, block: str) -> str:
-    """The module name a (layer, block) lives in, as ``--keep-fp32`` takes it."""
-    if block == "embeddings":
-        return "embeddings"
-    return f"layers.{layer - 1}.attention" if block == "attention" else f"layers.{layer - 1}"
 
 
 class Fp32Island(nn.Module):
@@ -61,12 +34,16 @@ class Fp32Island(nn.Module):
         return tree_map(cast(torch.float16), self.inner(*tree_map(cast(torch.float32), args)))
 
 
-def keep_in_fp32(model: nn.Module, module_names: tuple[str, ...]) -> None:
+def keep_in_fp32(model: nn.Module, module_names: tuple[str, ...], source: nn.Module) -> None:
+    """Wrap each named module of the half-precision ``model`` as an Fp32Island holding the module
+    from the float32 ``source`` (the same model before ``half()``), so the island keeps the true
+    FP32 weights rather than FP16-rounded ones cast back up."""
     for name in module_names:
         parent_name, _, child = name.rpartition(".")
         try:
             parent = model.get_submodule(parent_name)
-            original = getattr(parent, child)
+            getattr(parent, child)
+            original = source.get_submodule(name)
         except AttributeError:
             raise ValueError(f"--keep-fp32 {name}: the model has no such module (e.g. layers.0.attention)") from None
         setattr(parent, child, Fp32Island(original))

@@ -15,14 +15,44 @@ from seo_export.models.config import TransformerConfig
 from seo_export.models.transformer import SEOSpecificTransformer
 
 
-def build_model(config: TransformerConfig, seed: int = 0, checkpoint: str | os.PathLike | None = None):
-    """An eval-mode model; the same seed gives the same weights."""
+# Seeded weight inits. "default" is BERT's (std 0.02): its attention is within a few percent of
+# uniform and adds ~1% to the residual stream, so a miswired attention (q and k swapped, a wrong
+# scale, a flipped bias) moves the output by less than FP16 rounding. "peaked" is for test and
+# validation models: q/k projections at std PEAKED_QK_GAIN / sqrt(hidden) give attention logits of
+# std ~4 on LayerNorm'd inputs (a head's largest probability ~0.2-0.6), v and output projections at
+# std 1 / sqrt(hidden) make the attention block's output as large as its input, and relative
+# tables at std PEAKED_TABLE_STD shift logits by about one unit.
+INITS = ("default", "peaked")
+PEAKED_QK_GAIN = 2.0
+PEAKED_TABLE_STD = 0.5
+
+
+def build_model(config: TransformerConfig, seed: int = 0, checkpoint: str | os.PathLike | None = None,
+                init: str = "default"):
+    """An eval-mode model; the same seed and init give the same weights (a checkpoint replaces them)."""
+    if init not in INITS:
+        raise UsageError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SEOSpecificTransformer(config)
+        if init == "peaked":
+            sharpen_attention(model)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model.eval()
+
+
+@torch.no_grad()
+def sharpen_attention(model: SEOSpecificTransformer) -> None:
+    """Redraw q/k projections and relative tables so attention is far from uniform (see INITS)."""
+    unit = model.config.hidden_size ** -0.5
+    for name, param in model.named_parameters():
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            param.normal_(std=PEAKED_QK_GAIN * unit)
+        elif name.endswith(("v_proj.weight", "out_proj.weight")):
+            param.normal_(std=unit)
+        elif name.endswith(("rel_key", "rel_value", "positional.bias")):
+            param.normal_(std=PEAKED_TABLE_STD)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -73,9 +103,11 @@ def load_checkpoint(model: SEOSpecificTransformer, path: str | os.PathLike) -> N
     model.load_state_dict(state)
 
 
-def weights_provenance(seed: int, checkpoint: str | os.PathLike | None) -> dict:
+def weights_provenance(seed: int, checkpoint: str | os.PathLike | None, init: str = "default") -> dict:
     """What an exported file records so the eager model can be rebuilt from it."""
-    return {"checkpoint_sha256": sha256_file(checkpoint)} if checkpoint else {"seed": seed}
+    if checkpoint:
+        return {"checkpoint_sha256": sha256_file(checkpoint)}
+    return {"seed": seed} if init == "default" else {"seed": seed, "init": init}
 
 
 def rebuild_model(config: TransformerConfig, provenance: dict, checkpoint: str | os.PathLike | None = None):
@@ -89,4 +121,4 @@ def rebuild_model(config: TransformerConfig, provenance: dict, checkpoint: str |
     if "seed" not in provenance:
         raise UsageError("the model file does not record where its weights came from; export it again "
                          "with this seo-export version")
-    return build_model(config, seed=int(provenance["seed"]))
+    return build_model(config, seed=int(provenance["seed"]), init=provenance.get("init", "default"))

@@ -7,7 +7,8 @@ import copy
 import numpy as np
 import torch
 
-from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, internal_names
+from seo_export.export.internals import internal_names
+from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper
 
 
 class EagerModel:

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 
 from seo_export.export import postprocess
-from seo_export.export.wrapper import OUTPUT_NAMES, internal_names, locate_internal
+from seo_export.export.internals import internal_names, module_of
+from seo_export.export.wrapper import OUTPUT_NAMES
 
 
 def with_internal_outputs(model_path: Path, num_layers: int, directory: Path) -> tuple[Path, dict[str, str]]:
@@ -21,7 +22,7 @@ def with_internal_outputs(model_path: Path, num_layers: int, directory: Path) ->
     wanted = list(internal_names(num_layers))
     found = postprocess.promote_outputs(proto, wanted)
     mapping = {name: name for name in found}
-    last = f"hidden_state_{num_layers}"
+    last = wanted[-1]
     if last not in mapping:
         mapping[last] = "last_hidden_state"
     path = directory / f"{model_path.stem}.internals.onnx"
@@ -31,15 +32,14 @@ def with_internal_outputs(model_path: Path, num_layers: int, directory: Path) ->
 
 def first_failure(judge, backend_values: dict[str, np.ndarray], eager_values: dict[str, np.ndarray],
                   mapping: dict[str, str], num_layers: int):
-    """(layer, block, verdict) of the first internal the judge fails, in graph order; None if all pass."""
+    """(module, verdict) of the first internal the judge fails, in graph order; None if all pass."""
     for name in internal_names(num_layers):
         graph_name = mapping.get(name)
         if graph_name is None or graph_name not in backend_values:
             continue
         verdict = judge(name, backend_values[graph_name], eager_values[name])
         if not verdict.passed:
-            layer, block = locate_internal(name)
-            return layer, block, verdict
+            return module_of(name), verdict
     return None
 
 

@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from seo_export.bench.timing import interleaved_times, median
+from seo_export.utils.timing import interleaved_times, median
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.export import export_onnx
-from seo_export.export.wrapper import OUTPUT_NAMES, block_module
+from seo_export.export.wrapper import OUTPUT_NAMES
 from seo_export.models import TransformerConfig
 from seo_export.models.build import build_model, rebuild_model, weights_provenance
 from seo_export.parity import locate
@@ -30,6 +30,8 @@ from seo_export.parity.tolerance import Verdict, check_fp16, check_fp32, combine
 
 # backend name -> (runtime, precision of the graph it runs)
 BACKENDS = {"ort-fp32": ("ort", "fp32"), "ort-fp16": ("ort", "fp16"), "trt-fp16": ("trt", "fp16")}
+# Seeded sweep and test models: attention far from uniform, so miswired attention shows (models.build).
+SWEEP_INIT = "peaked"
 
 # The default sweep's model: small enough that 19 variants x 2 graphs finish in minutes on 2 cores,
 # with a window and landmark count that the edge-case lengths straddle.
@@ -59,7 +61,10 @@ class VariantRun:
     config: TransformerConfig
     seed: int = 0
     checkpoint: str | None = None
+    init: str = SWEEP_INIT
     model_file: Path | None = None  # validate this file instead of exporting
+    # export_onnx arguments of ``model_file`` (precision, opset, ...), read from its metadata
+    file_options: dict = field(default_factory=dict)
 
     @property
     def variant(self) -> dict:
@@ -87,6 +92,18 @@ def judge_for(precision: str, tolerances: Tolerances, real_mask: np.ndarray,
                           floor=tolerances.fp16_floor, has_seq_axis=seq_axis)
 
     return judge
+
+
+def backends_for_file(path: Path, precision: str, requested: list[str] | None) -> list[str]:
+    """The backends that run a file of ``precision`` (all of them when ``requested`` is None);
+    refuses a requested backend that would judge the file by another precision's rule."""
+    serving = [b for b, (_, p) in BACKENDS.items() if p == precision]
+    for backend in requested or ():
+        if BACKENDS[backend][1] != precision:
+            raise UsageError(f"{path} is an {precision.upper()} graph, and {backend} runs "
+                             f"{BACKENDS[backend][1].upper()} graphs; use --backends {','.join(serving)}, or "
+                             f"validate an export made with --precision {BACKENDS[backend][1]}")
+    return serving if requested is None else requested
 
 
 def backend_available(backend: str) -> str | None:
@@ -119,41 +136,78 @@ def make_runner(backend: str, onnx_path: Path, workdir: Path, max_seq: int, batc
 
 class Validator:
     def __init__(self, backends: list[str], tolerances: Tolerances, workdir: Path, find_break: bool = True,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[..., None] | None = None):
         self.backends, self.tolerances, self.workdir = backends, tolerances, workdir
         self.find_break = find_break
-        self.progress = progress or (lambda message: None)
+        self._progress = progress or (lambda message, done=None, total=None: None)
+        self.variant_index = (0, 0)
         self.outcome = Outcome()
+
+    def progress(self, message: str) -> None:
+        """Reports a step, counted in variants: ``[3/19] local/rotary: ...`` in plain logs."""
+        self._progress(message, *self.variant_index)
 
     def run(self, runs: list[VariantRun], cases_for: Callable[[TransformerConfig], list[InputCase]]) -> Outcome:
         for backend in self.backends:
             reason = backend_available(backend)
             if reason:
                 self.outcome.skipped[backend] = reason
-        for run in runs:
+        for index, run in enumerate(runs):
+            self.variant_index = (index + 1, len(runs))
             self.validate_variant(run, cases_for(run.config))
         return self.outcome
 
     def _eager_model(self, run: VariantRun):
         if run.model_file is None:
-            return build_model(run.config, run.seed, run.checkpoint)
+            return build_model(run.config, run.seed, run.checkpoint, run.init)
         from seo_export.export.inspect import load_onnx, stored_metadata
 
         provenance = stored_metadata(load_onnx(run.model_file), "weights") or {"seed": run.seed}
         return rebuild_model(run.config, provenance, run.checkpoint)
 
-    def _model_file(self, run: VariantRun, model, precision: str, keep_fp32: tuple[str, ...] = ()) -> Path:
-        if run.model_file is not None and not keep_fp32:
-            return run.model_file
+    def _provenance(self, run: VariantRun) -> dict:
+        if run.model_file is not None:
+            from seo_export.export.inspect import load_onnx, stored_metadata
+
+            return stored_metadata(load_onnx(run.model_file), "weights") or {}
+        return weights_provenance(run.seed, run.checkpoint, run.init)
+
+    def _export(self, run: VariantRun, model, precision: str, keep_fp32: tuple[str, ...] = ()) -> Path:
+        """A fresh export of ``model`` with the given file's options (or the defaults), cached in workdir."""
+        options = {k: v for k, v in run.file_options.items() if k not in ("precision", "keep_fp32")}
+        keep = tuple(run.file_options.get("keep_fp32", ())) + keep_fp32
         label = variant_label(run.variant).replace("/", "-")
-        suffix = "-fp32island-" + "-".join(keep_fp32) if keep_fp32 else ""
+        suffix = "-fp32island-" + "-".join(keep) if keep else ""
         path = self.workdir / f"{label}-{precision}{suffix}.onnx"
         if not path.exists():
-            export_onnx(model, path, precision=precision, keep_fp32=keep_fp32,
-                        weights=weights_provenance(run.seed, run.checkpoint))
+            export_onnx(model, path, precision=precision, keep_fp32=keep, weights=self._provenance(run), **options)
         return path
 
+    def _model_file(self, run: VariantRun, model, precision: str) -> Path:
+        return run.model_file if run.model_file is not None else self._export(run, model, precision)
+
+    def _island_blocker(self, run: VariantRun, model, precision: str, module: str) -> str | None:
+        """Why an FP32-island export would not test the file under test; None when it would.
+
+        The island is exported from the eager model's weights, so it says something about the
+        file only when the file is exactly what those weights export to.
+        """
+        if run.model_file is None:
+            return None
+        from seo_export.export.inspect import graph_differences, load_onnx
+
+        fresh = self._export(run, model, precision)
+        differences = graph_differences(load_onnx(run.model_file, with_weights=True),
+                                        load_onnx(fresh, with_weights=True))
+        if not differences:
+            return None
+        return (f"keeping {module} in FP32 was not tried: {run.model_file.name} is not what its recorded weights "
+                f"export to ({'; '.join(differences)} differ), so an island re-exported from them would not "
+                "test this file")
+
     def validate_variant(self, run: VariantRun, cases: list[InputCase]) -> None:
+        if run.model_file is not None:
+            backends_for_file(run.model_file, run.file_options["precision"], self.backends)
         label = variant_label(run.variant)
         model = self._eager_model(run)
         eager32 = EagerModel(model, torch.float32)
@@ -183,14 +237,18 @@ class Validator:
         verdict = combine(verdicts)
         outputs = {name: compare(actual[name], expected[name], case.real_mask, rtol=self.tolerances.rtol,
                                  has_seq_axis=name != "pooler_output") for name in OUTPUT_NAMES}
-        times = interleaved_times({"eager": lambda: eager32(case.feeds), "backend": lambda: runner.infer(case.feeds)},
-                                  rounds=3, warmup=0)
+        # Like with like: an FP16 graph against eager FP16. One untimed call each first: a session's
+        # first call pays for allocation and planning.
+        eager = eager16 if precision == "fp16" else eager32
+        times = interleaved_times({"eager": lambda: eager(case.feeds), "backend": lambda: runner.infer(case.feeds)},
+                                  rounds=3, warmup=1)
         found = None
         if not verdict.passed and self.find_break:
             found = self._find_break(run, model, backend, precision, case, expected, baseline, path)
         self.outcome.results.append(validate_result(
             run.variant, backend, make_input(case.batch, case.seq, case.name), outputs, verdict,
-            backend_s=median(times["backend"]), eager_s=median(times["eager"]), break_=found))
+            backend_s=median(times["backend"]), eager_s=median(times["eager"]), eager_precision=precision,
+            break_=found))
 
     def _find_break(self, run, model, backend, precision, case, expected, baseline, path) -> dict | None:
         layers = run.config.num_layers
@@ -200,32 +258,38 @@ class Validator:
             with make_runner(backend, probe, Path(tmp), case.seq, case.batch) as runner:
                 values = runner.infer(case.feeds)
         failure = locate.first_failure(judge, values, expected, mapping, layers)
-        if failure is None:
-            return make_break(layers, "output", None, None)  # internals pass: the pooler or final cast
-        layer, block, _ = failure
+        # Every internal passes: what remains is the pooler (or the final cast).
+        module = "pooler" if failure is None else failure[0]
         if precision != "fp16":
-            return make_break(layer, block)
-        module = block_module(layer, block)
-        island = self._model_file(run, model, precision, keep_fp32=(module,))
+            return make_break(module)
+        blocker = self._island_blocker(run, model, precision, module)
+        if blocker:
+            return make_break(module, note=blocker)
+        island = self._export(run, model, precision, keep_fp32=(module,))
         with make_runner(backend, island, self.workdir, case.seq, case.batch) as runner:
             again = runner.infer(case.feeds)
         fixed = combine({n: judge(n, again[n], expected[n]) for n in OUTPUT_NAMES}).passed
-        return make_break(layer, block, fixed, f"--keep-fp32 {module}" if fixed else None)
+        return make_break(module, fixed, f"--keep-fp32 {module}" if fixed else None)
 
 
 def new_workdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="seo-export-validate-")
 
 
-def check_model_file(path: Path, config: TransformerConfig | None) -> TransformerConfig:
-    """The config a given ONNX file was exported from; refuses a file that does not match ``config``."""
-    from seo_export.export.inspect import config_from_onnx, load_onnx
+def file_run(path: Path, config: TransformerConfig | None, seed: int = 0, checkpoint: str | None = None) -> VariantRun:
+    """A run over a given ONNX file: its config and export options from its metadata; refuses a
+    file that does not match ``config``."""
+    from seo_export.export.inspect import config_from_onnx, export_options, load_onnx
 
     if path.suffix in (".engine", ".plan"):
         raise UsageError(f"{path}: validating a prebuilt engine needs its ONNX; pass the .onnx it was built from")
-    stored = config_from_onnx(load_onnx(path))
+    proto = load_onnx(path)
+    stored = config_from_onnx(proto)
     if config is not None and stored != config:
         diffs = [f"{k}: file {v} vs config {getattr(config, k)}" for k, v in stored.to_dict().items()
                  if getattr(config, k) != v]
         raise UsageError(f"{path} does not match the given config ({'; '.join(diffs[:3])})")
-    return stored
+    options = export_options(proto)
+    if options["precision"] not in ("fp32", "fp16"):
+        raise UsageError(f"{path} records precision {options['precision']!r}; validate judges fp32 and fp16 graphs")
+    return VariantRun(stored, seed, checkpoint, model_file=path, file_options=options)

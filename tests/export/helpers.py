@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -36,13 +37,8 @@ def small_config(attention: str, positional: str, causal: bool = False) -> Trans
 
 
 def small_model(variant):
-    model = build_model(small_config(*variant), seed=0)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # relative tables start at the init scale; make their effect visible
-        for name, param in model.named_parameters():
-            if name.endswith(("rel_key", "rel_value", "positional.bias")):
-                param.normal_(std=0.5, generator=generator)
-    return model
+    """Peaked attention (models.build INITS): with the default init, miswired attention hides under FP16 rounding."""
+    return build_model(small_config(*variant), seed=0, init="peaked")
 
 
 _EXPORT_DIR: dict[str, Path] = {}
@@ -79,8 +75,9 @@ def padded_inputs(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def eager(model, feeds, dtype=torch.float32):
-    model = model.to(dtype)
+    """Eager outputs in ``dtype``, from a copy: casting the shared model there and back would
+    leave its weights FP16-rounded for every later test."""
+    model = copy.deepcopy(model).to(dtype)
     with torch.no_grad():
         out = model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
-    model.to(torch.float32)
     return {k: out[k].float().numpy() for k in ("last_hidden_state", "pooler_output")}

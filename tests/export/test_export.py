@@ -1,11 +1,13 @@
 """The graph contract of exported files."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from seo_export.errors import UsageError
 from seo_export.export import export_onnx
@@ -66,19 +68,63 @@ def test_relative_attention_never_builds_an_s_s_headdim_tensor(tmp_path_factory)
     assert max(ranks) <= 4, "an [B, H, S, S, D] or larger tensor appears in the graph"
 
 
+def penalty_problems(model: onnx.ModelProto) -> list[str]:
+    """Every Softmax must take FP32 logits plus an FP32 mask penalty (a Where selecting float32's
+    lowest): added in FP16, the penalty would be -65504 and the masked logits rounded with it."""
+    model = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    problems, softmaxes = [], [n for n in model.graph.node if n.op_type == "Softmax"]
+    for node in softmaxes:
+        add = producers.get(node.input[0])
+        if add is None or add.op_type != "Add":
+            problems.append(f"{node.name}: input is not logits + penalty")
+            continue
+        selects = [producers[i] for i in add.input if i in producers and producers[i].op_type == "Where"]
+        lowest = [v for s in selects for v in s.input[1:] if v in values and values[v].astype(np.float64).min() < -3e38]
+        if not lowest:
+            problems.append(f"{node.name}: no float32-lowest mask penalty feeds it")
+        problems += [f"{node.name}: {name} is not float32" for name in add.input
+                     if types.get(name) != onnx.TensorProto.FLOAT]
+    return problems if softmaxes else ["no Softmax in the graph"]
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_masks_use_where_not_added_large_negatives(tmp_path_factory, precision):
+def test_mask_penalty_is_added_in_fp32(tmp_path_factory, precision):
     model = load(exported(tmp_path_factory, ("standard", "relative", False), precision)[1])
-    constants = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    constants.update({n.output[0]: onnx.numpy_helper.to_array(a.t) for n in model.graph.node
-                      if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
-    for node in model.graph.node:
-        if node.op_type in ("Add", "Sub"):
-            for name in node.input:
-                values = constants.get(name)
-                assert values is None or values.dtype.kind != "f" or not (values < -1e4).any(), node.name
-    ops = [n.op_type for n in model.graph.node]
-    assert "Where" in ops and "Softmax" in ops  # masks become FP32 penalty tables and row selects
+    assert penalty_problems(model) == []
+
+
+def test_mask_penalty_check_sees_an_fp16_penalty(tmp_path, monkeypatch):
+    """The check above, seen to fail: a softmax that works in the logits' FP16 adds an FP16 penalty."""
+    from seo_export.ops import softmax
+
+    def fp16_softmax(logits, allowed):
+        lowest = torch.finfo(logits.dtype).min
+        penalty = torch.where(allowed, torch.zeros((), dtype=logits.dtype), torch.full((), lowest, dtype=logits.dtype))
+        return torch.softmax(logits + penalty, dim=-1)
+
+    monkeypatch.setattr(softmax, "softmax_allowed", fp16_softmax)
+    monkeypatch.setattr("seo_export.models.attention.dense.softmax_allowed", fp16_softmax)
+    result = export_onnx(small_model(("standard", "relative", False)), tmp_path / "m.onnx", precision="fp16")
+    assert penalty_problems(load(result))
+
+
+@pytest.mark.parametrize("keep_in_fp32", [True, False])
+def test_an_fp32_island_holds_the_true_fp32_weights(tmp_path, keep_in_fp32):
+    """Not FP16-rounded weights cast back up; without the island (the control) none match exactly."""
+    model = small_model(("standard", "sinusoidal", False))
+    keep = ("layers.1.attention",) if keep_in_fp32 else ()
+    proto = load(export_onnx(model, tmp_path / "m.onnx", precision="fp16", keep_fp32=keep))
+    stored = [onnx.numpy_helper.to_array(t) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    block = model.get_submodule("layers.1.attention")
+    for projection in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        weight = getattr(block, projection).weight.detach().numpy()
+        exact = any(a.shape in (weight.shape, weight.T.shape) and (np.array_equal(a, weight) or
+                                                                   np.array_equal(a, weight.T)) for a in stored)
+        assert exact == keep_in_fp32, projection
 
 
 def test_metadata_says_what_the_file_is(tmp_path_factory):
@@ -89,11 +135,34 @@ def test_metadata_says_what_the_file_is(tmp_path_factory):
     assert config_from_onnx(model) == small_config(*LOCAL)
 
 
-def test_same_inputs_give_byte_identical_files(tmp_path):
-    a = export_onnx(small_model(LOCAL), tmp_path / "a.onnx")
-    b = export_onnx(small_model(LOCAL), tmp_path / "b.onnx")
-    assert a.sha256 == b.sha256
-    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+EXPORT_IN_A_FRESH_PROCESS = """
+import sys
+from seo_export.export import export_onnx
+from tests.export.helpers import small_model
+export_onnx(small_model(("local", "relative", False)), sys.argv[1])
+"""
+
+
+def test_exports_are_byte_identical_across_processes(tmp_path):
+    """Two interpreters with different hash seeds and working directories write the same bytes,
+    and the file names no source path (trace metadata would differ between checkouts)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    files = []
+    for hash_seed in ("1", "2"):
+        cwd = tmp_path / f"cwd{hash_seed}"
+        cwd.mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, "-c", EXPORT_IN_A_FRESH_PROCESS, str(cwd / "m.onnx")], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        files.append((cwd / "m.onnx").read_bytes())
+    assert files[0] == files[1]
+    for fragment in (str(root).encode(), b".py:", b"site-packages"):
+        assert fragment not in files[0], f"the file carries {fragment!r}"
 
 
 def test_decomposed_has_no_custom_nodes_and_same_outputs(tmp_path_factory):

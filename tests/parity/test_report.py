@@ -32,7 +32,7 @@ def validate_case(attention, backend, seq, name, error, rng):
         verdict = check_fp32(actual, expected, mask)
     else:
         verdict = check_fp16(actual, expected, expected + 1e-3, mask)
-    broke = None if verdict.passed else R.make_break(3, "attention", True, "--keep-fp32 attention")
+    broke = None if verdict.passed else R.make_break("layers.3.attention", True, "--keep-fp32 layers.3.attention")
     return R.validate_result(R.make_variant(attention, "rotary"), backend, R.make_input(2, seq, name),
                              outputs, combine({"last_hidden_state": verdict}), backend_s=0.01, eager_s=0.02,
                              break_=broke)
@@ -66,7 +66,9 @@ def test_built_reports_follow_the_schema(validate_report, bench_report):
         assert report["tool"]["name"] == "seo-export"
     assert validate_report["summary"] == {"total": 4, "passed": 3, "failed": 1, "all_passed": False,
                                           "backends": ["ort-fp16", "ort-fp32"], "variants": 2}
-    assert validate_report["results"][3]["break"]["layer"] == 3
+    assert validate_report["results"][3]["break"] == {
+        "module": "layers.3.attention", "layer": 3, "block": "attention", "fixed_by_fp32": True,
+        "flag": "--keep-fp32 layers.3.attention", "note": None}
 
 
 def test_bench_result_percentiles_and_throughput(bench_report):
@@ -146,35 +148,19 @@ def test_invalid_report_is_not_written(tmp_path, validate_report):
     assert not (tmp_path / "out").exists()
 
 
-def test_collect_environment_has_the_schema_fields():
-    env = R.collect_environment(threads={"ort_intra_op": 2})
-    assert {"python", "platform", "cpu", "gpu", "threads", "packages"} <= set(env)
-    assert env["threads"]["ort_intra_op"] == 2 and env["packages"]["numpy"] == np.__version__
-
-
-def test_environment_records_the_allocator_settings(monkeypatch):
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1073741824")
-    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
-    monkeypatch.setenv("MALLOCATOR", "not an allocator setting")
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    allocator = R.collect_environment()["allocator"]
-    assert allocator["env"]["MALLOC_MMAP_THRESHOLD_"] == "1073741824"
-    assert allocator["env"]["LD_PRELOAD"] == "/usr/lib/libjemalloc.so.2"
-    assert "MALLOCATOR" not in allocator["env"]
-
-
 # ----------------------------------------------------------------------------- tables
 
 def test_markdown_has_the_summary_rows_and_failures(validate_report):
     md = R.render_markdown(validate_report)
-    assert "| Variant | Backend | Result | Cases passed | Worst max abs err | Threshold | Speedup |" in md
-    assert "| local/rotary | ort-fp32 | PASS | 2/2 | 2.00e-06 | 1.00e-04 | 2.00x |" in md
-    assert "| local/rotary | ort-fp16 | PASS | 1/1 | 2.00e-03 |" in md
-    assert "| landmark/rotary | ort-fp16 | FAIL | 0/1 | 5.00e-01 | 3.00e-03 |" in md
+    assert "| Variant | Backend | Result | Cases passed | Closest case | Measured | Threshold | Speedup |" in md
+    # Measured and Threshold of one case: FP32's smallest passing atol is 0 here (rtol covers 2e-6).
+    assert "| local/rotary | ort-fp32 | PASS | 2/2 | window | 0.00e+00 | 1.00e-04 | 2.00x |" in md
+    assert "| local/rotary | ort-fp16 | PASS | 1/1 | window+1 | 2.00e-03 | 3.00e-03 |" in md
+    assert "| landmark/rotary | ort-fp16 | FAIL | 0/1 | num_landmarks-1 | 5.00e-01 | 3.00e-03 |" in md
     assert "**FAILED**: 3/4 cases passed." in md
     failure = next(line for line in md.splitlines() if line.startswith("- landmark/rotary"))
-    assert "num_landmarks-1" in failure and "layer 3, block attention" in failure
-    assert "--keep-fp32 attention" in failure
+    assert "num_landmarks-1" in failure and "layers.3.attention (layer 3, attention block)" in failure
+    assert "export with --keep-fp32 layers.3.attention" in failure
 
 
 def test_markdown_bench_table(bench_report):
@@ -217,7 +203,7 @@ def test_validate_html_is_self_contained(tmp_path, validate_report):
     assert_self_contained(page)
     # histogram, error vs seq, latency, speedup, and two heatmaps
     assert len(embedded_pngs(page)) == 6
-    assert "Attention pattern: landmark" in page and "layer 3, block attention" in page
+    assert "Attention pattern: landmark" in page and "layers.3.attention (layer 3, attention block)" in page
 
 
 def test_bench_html_is_self_contained(bench_report):

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from seo_export.models.build import build_model
 from seo_export.parity.cases import edge_lengths, make_cases
 from seo_export.parity.validate import SWEEP_CONFIG
-from tests.cli.helpers import seo_export
+from tests.cli.helpers import assert_one_line_stderr, seo_export
 
 TINY = {"hidden_size": 32, "num_layers": 3, "num_heads": 4, "vocab_size": 60, "intermediate_size": 64,
         "dropout_rate": 0.0, "attention_dropout": 0.0, "attention_window_size": 6, "attention_num_landmarks": 4,
@@ -46,10 +46,24 @@ def random_checkpoint(tmp_path_factory):
              for k, v in model.state_dict().items()}
     save_file(state, str(directory / "w.safetensors"))
     (directory / "c.json").write_text(json.dumps({**TINY, "attention_type": "local"}))
-    exported = seo_export("export", "--config", directory / "c.json", "--checkpoint", directory / "w.safetensors",
-                          "-o", directory / "m.onnx")
-    assert exported.returncode == 0, exported.stderr
+    for precision, name in (("fp32", "m.onnx"), ("fp16", "m16.onnx")):
+        exported = seo_export("export", "--config", directory / "c.json", "--checkpoint", directory / "w.safetensors",
+                              "--precision", precision, "-o", directory / name)
+        assert exported.returncode == 0, exported.stderr
     return directory
+
+
+def perturb_attention(source, target, layer: int) -> None:
+    """Noise on the output projection of one layer's attention: the node producing its output value
+    (not a constant shift, which the next LayerNorm would cancel)."""
+    model = onnx.load_model(str(source))
+    producer = next(n for n in model.graph.node if f"layers.{layer}.attention.output" in n.output)
+    weights = {t.name: t for t in model.graph.initializer}
+    name = next(i for i in producer.input if i in weights)
+    values = numpy_helper.to_array(weights[name])
+    noise = np.random.default_rng(0).normal(0, 0.5, values.shape).astype(values.dtype)
+    weights[name].CopyFrom(numpy_helper.from_array(values + noise, name))
+    onnx.save_model(model, str(target))
 
 
 def test_validate_passes_an_honest_export_and_fails_a_perturbed_one(random_checkpoint, tmp_path):
@@ -58,46 +72,54 @@ def test_validate_passes_an_honest_export_and_fails_a_perturbed_one(random_check
     ok = seo_export("validate", "--model", d / "m.onnx", *common, "--report-dir", tmp_path / "ok")
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
-    # Perturb the output projection of the second layer's attention: the node that produces
-    # its attention_output value.
-    model = onnx.load_model(str(d / "m.onnx"))
-    producer = next(n for n in model.graph.node if "attention_output_2" in n.output)
-    weights = {t.name: t for t in model.graph.initializer}
-    name = next(i for i in producer.input if i in weights)
-    values = numpy_helper.to_array(weights[name])
-    noise = np.random.default_rng(0).normal(0, 0.5, values.shape).astype(values.dtype)  # not a constant shift,
-    weights[name].CopyFrom(numpy_helper.from_array(values + noise, name))  # which the next LayerNorm would cancel
-    onnx.save_model(model, str(d / "broken.onnx"))
-
-    broken = seo_export("validate", "--model", d / "broken.onnx", *common, "--report-dir", tmp_path / "bad")
+    perturb_attention(d / "m.onnx", tmp_path / "broken.onnx", layer=1)
+    broken = seo_export("validate", "--model", tmp_path / "broken.onnx", *common, "--report-dir", tmp_path / "bad")
     assert broken.returncode == 1, broken.stdout + broken.stderr
     report = json.loads((tmp_path / "bad" / "report.json").read_text())
     failed = [r for r in report["results"] if not r["verdict"]["passed"]]
-    assert failed and all(r["break"] == {"layer": 2, "block": "attention", "fixed_by_fp32": None, "flag": None}
-                          for r in failed)
-    assert "layer 2" in (tmp_path / "bad" / "report.md").read_text()
+    assert failed and all(r["break"] == {"module": "layers.1.attention", "layer": 1, "block": "attention",
+                                         "fixed_by_fp32": None, "flag": None, "note": None} for r in failed)
+    where = "layers.1.attention (layer 1, attention block)"
+    assert where in (tmp_path / "bad" / "report.md").read_text()
+    assert where in broken.stderr.replace("\n", " ")  # the terminal says where, not only the report
+
+
+def test_a_file_is_judged_by_its_own_precision(random_checkpoint, tmp_path):
+    d = random_checkpoint
+    common = ["--checkpoint", d / "w.safetensors", "--max-len", 12, "--no-locate"]
+    for name, backend in (("m16.onnx", "ort-fp16"), ("m.onnx", "ort-fp32")):
+        result = seo_export("validate", "--model", d / name, *common, "--report-dir", tmp_path / name)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        assert {r["backend"] for r in report["results"]} == {backend}
+
+
+@pytest.mark.parametrize("name,backend,precision", [("m16.onnx", "ort-fp32", "FP16"), ("m.onnx", "ort-fp16", "FP32")])
+def test_a_backend_the_file_cannot_serve_is_refused(random_checkpoint, name, backend, precision):
+    d = random_checkpoint
+    result = seo_export("validate", "--model", d / name, "--checkpoint", d / "w.safetensors", "--backends", backend)
+    assert result.returncode == 2
+    assert_one_line_stderr(result.stderr, f"is an {precision} graph", f"{backend} runs")
+
+
+def test_the_island_probe_is_not_run_on_a_file_its_weights_do_not_export_to(random_checkpoint, tmp_path):
+    """A tampered FP16 file: re-exporting an island from the checkpoint would "fix" any defect of
+    the file, so validate says why it did not try instead of claiming a cure."""
+    d = random_checkpoint
+    perturb_attention(d / "m16.onnx", tmp_path / "broken16.onnx", layer=0)
+    broken = seo_export("validate", "--model", tmp_path / "broken16.onnx", "--checkpoint", d / "w.safetensors",
+                        "--max-len", 12, "--report-dir", tmp_path / "bad")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    report = json.loads((tmp_path / "bad" / "report.json").read_text())
+    breaks = [r["break"] for r in report["results"] if not r["verdict"]["passed"]]
+    assert breaks and all(b["module"] == "layers.0.attention" and b["fixed_by_fp32"] is None for b in breaks)
+    assert all("not what its recorded weights export to (1 weights" in b["note"] for b in breaks)
 
 
 def test_checkpoint_provenance_is_enforced(random_checkpoint):
     d = random_checkpoint
     result = seo_export("validate", "--model", d / "m.onnx", "--backends", "ort-fp32")
     assert result.returncode == 2 and "pass the same file with --checkpoint" in result.stderr
-
-
-def test_fp16_break_search_tries_keeping_the_block_in_fp32(tmp_path):
-    """A tolerance no FP16 graph can meet makes the search run; keeping the block in FP32 is then tried."""
-    from seo_export import TransformerConfig
-    from seo_export.parity.validate import Tolerances, Validator, VariantRun
-
-    config = TransformerConfig(**{**TINY, "num_layers": 2}, attention_type="standard")
-    cases = make_cases(config, batch=2, max_len=12)[-1:]
-    validator = Validator(["ort-fp16"], Tolerances(fp16_factor=0.0, fp16_floor=1e-9), tmp_path)
-    outcome = validator.run([VariantRun(config)], lambda c: cases)
-    (result,) = outcome.results
-    assert not result["verdict"]["passed"]
-    brk = result["break"]
-    assert brk["layer"] == 0 and brk["block"] == "embeddings"  # FP16 rounding starts at the embeddings
-    assert brk["fixed_by_fp32"] is False and brk["flag"] is None  # the rest of the graph is still FP16
 
 
 @pytest.mark.parametrize("args,fragment", [

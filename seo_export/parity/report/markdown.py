@@ -13,7 +13,10 @@ from rich.text import Text
 from seo_export.parity.report.schema import variant_label
 from seo_export.parity.tolerance import Verdict
 
-VALIDATE_COLUMNS = ("Variant", "Backend", "Result", "Cases passed", "Worst max abs err", "Threshold", "Speedup")
+# Measured and Threshold come from one case, the one closest to (or furthest past) its bar: for
+# FP32 the smallest passing atol against atol, for FP16 the max abs error against the FP16 bar.
+VALIDATE_COLUMNS = ("Variant", "Backend", "Result", "Cases passed", "Closest case", "Measured", "Threshold",
+                    "Speedup")
 BENCH_COLUMNS = ("Variant", "Backend", "Batch", "Seq", "p50 ms", "p90 ms", "p99 ms", "seq/s", "vs torch (95% CI)",
                  "Peak MB", "Threads")
 MISSING = "-"
@@ -46,37 +49,67 @@ def _group(results: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 def _validate_row(label: str, backend: str, cases: list[dict]) -> list[str]:
     passed = sum(r["verdict"]["passed"] for r in cases)
-    # The threshold shown is the one of the case closest to (or furthest past) its bar.
-    worst = max((Verdict.from_dict(r["verdict"]) for r in cases), key=lambda v: (not v.passed, v.margin))
-    errors = [e for e in map(worst_abs_error, cases) if e is not None]
+    closest = max(cases, key=lambda r: (not r["verdict"]["passed"], Verdict.from_dict(r["verdict"]).margin))
     speedups = [r["timings"]["speedup"] for r in cases if r["timings"]["speedup"] is not None]
     return [
         label,
         backend,
         "PASS" if passed == len(cases) else "FAIL",
         f"{passed}/{len(cases)}",
-        fmt(max(errors) if errors else None, ".2e"),
-        fmt(worst.threshold, ".2e"),
+        closest["input"]["name"],
+        fmt(closest["verdict"]["measured"], ".2e"),
+        fmt(closest["verdict"]["threshold"], ".2e"),
         fmt(statistics.median(speedups) if speedups else None, ".2f", "x"),
     ]
 
 
-def _bench_row(r: dict) -> list[str]:
+def _bench_row(r: dict, fp16_baseline: bool) -> list[str]:
     lat = r["latency_ms"]
+    speedups = [speedup_cell(r["speedup_vs_torch"], r.get("speedup_vs_torch_ci95"))]
+    if fp16_baseline:
+        speedups.append(speedup_cell(r.get("speedup_vs_torch_fp16"), r.get("speedup_vs_torch_fp16_ci95")))
     return [
         variant_label(r["variant"]), r["backend"], str(r["batch"]), str(r["seq"]),
         fmt(lat["p50"], ".2f"), fmt(lat["p90"], ".2f"), fmt(lat["p99"], ".2f"),
-        fmt(r["throughput_seq_per_s"], ".1f"), speedup_cell(r["speedup_vs_torch"], r.get("speedup_vs_torch_ci95")),
-        fmt(r.get("peak_mb"), ".0f"), fmt(r["threads"], "d"),
+        fmt(r["throughput_seq_per_s"], ".1f"), *speedups, fmt(r.get("peak_mb"), ".0f"), fmt(r["threads"], "d"),
     ]
+
+
+def has_fp16_baseline(report: dict) -> bool:
+    """Whether the bench timed eager FP16 (on a GPU, for FP16 backends): then each point has two speedups."""
+    return report["kind"] == "bench" and any("speedup_vs_torch_fp16" in r for r in report["results"])
+
+
+def _bench_columns(fp16_baseline: bool) -> tuple[str, ...]:
+    if not fp16_baseline:
+        return BENCH_COLUMNS
+    at = BENCH_COLUMNS.index("vs torch (95% CI)")
+    return BENCH_COLUMNS[:at] + ("vs torch FP32 (95% CI)", "vs torch FP16 (95% CI)") + BENCH_COLUMNS[at + 1:]
+
+
+def summary_note(report: dict) -> str | None:
+    """Which speedup is the headline, when a bench report has two per point."""
+    if not has_fp16_baseline(report):
+        return None
+    fp16 = sorted({r["backend"] for r in report["results"] if r.get("precision") == "fp16"})
+    return (f"Headline speedup: FP16 backends ({', '.join(fp16)}) against eager FP16 (vs torch FP16), the others "
+            "against eager FP32; an FP16 backend against eager FP32 also counts the FP16/FP32 gap.")
 
 
 def summary_rows(report: dict) -> tuple[tuple[str, ...], list[list[str]]]:
     """(column names, rows): variant x backend for validate, one row per point for bench."""
     if report["kind"] == "bench":
-        return BENCH_COLUMNS, [_bench_row(r) for r in report["results"]]
+        fp16_baseline = has_fp16_baseline(report)
+        return _bench_columns(fp16_baseline), [_bench_row(r, fp16_baseline) for r in report["results"]]
     return VALIDATE_COLUMNS, [_validate_row(label, backend, cases)
                               for (label, backend), cases in _group(report["results"]).items()]
+
+
+def break_place(brk: dict) -> str:
+    """``layers.1.attention (layer 1, attention block)``: the module name ``--keep-fp32`` takes, then in words."""
+    if brk["layer"] is None:
+        return brk["module"]
+    return f"{brk['module']} (layer {brk['layer']}, {brk['block'].replace('_', ' ')} block)"
 
 
 def failure_lines(report: dict) -> list[str]:
@@ -92,11 +125,13 @@ def failure_lines(report: dict) -> list[str]:
                 f" (batch {case['batch']}, seq {case['seq']}): {r['verdict']['reason']}")
         brk = r.get("break")
         if brk:
-            line += f"; first leaves tolerance at layer {brk['layer']}, block {brk['block']}"
+            line += f"; first leaves tolerance at {break_place(brk)}"
             if brk.get("fixed_by_fp32"):
-                line += f"; keeping that block in FP32 fixes it ({brk['flag'] or 'no flag'})"
+                line += f"; keeping it in FP32 fixes it: export with {brk['flag']}"
             elif brk.get("fixed_by_fp32") is False:
-                line += "; keeping that block in FP32 does not fix it"
+                line += "; keeping it in FP32 does not fix it"
+            elif brk.get("note"):
+                line += f"; {brk['note']}"
         lines.append(line)
     return lines
 
@@ -116,6 +151,8 @@ def render_markdown(report: dict) -> str:
     out.append("| " + " | ".join(columns) + " |")
     out.append("|" + "|".join("---" for _ in columns) + "|")
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    if summary_note(report):
+        out += ["", summary_note(report)]
     failures = failure_lines(report)
     if failures:
         out += ["", "## Failures", ""] + [f"- {_md_cell(line)}" for line in failures]
@@ -125,7 +162,7 @@ def render_markdown(report: dict) -> str:
 def summary_table(report: dict) -> Table:
     """The same summary as a rich Table, for the end of a CLI sweep."""
     columns, rows = summary_rows(report)
-    table = Table(title=f"seo-export {report['kind']}")
+    table = Table(title=f"seo-export {report['kind']}", caption=summary_note(report))
     for name in columns:
         # Variant names are the key of the table: never truncate them.
         table.add_column(name, justify="left" if name in ("Variant", "Backend") else "right",

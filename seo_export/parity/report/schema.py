@@ -6,16 +6,15 @@ table and the HTML page; builders check what they build so a bad field fails whe
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from datetime import datetime, timezone
 from typing import Sequence
 
 from seo_export import __version__
-from seo_export.bench.timing import percentile
 from seo_export.errors import UsageError
+from seo_export.export.internals import describe_module
 from seo_export.parity.metrics import plain_float
+from seo_export.utils.environment import collect_environment
+from seo_export.utils.timing import percentile
 
 SCHEMA_VERSION = "1"
 TOOL_NAME = "seo-export"
@@ -24,51 +23,6 @@ KINDS = ("validate", "bench")
 
 class ReportSchemaError(UsageError):
     """A report that does not follow the schema (or follows another version of it)."""
-
-
-# ----------------------------------------------------------------------------- environment
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def collect_environment(threads: dict[str, int] | None = None) -> dict:
-    """Versions, CPU/GPU and thread counts of this machine; ``threads`` adds e.g. ORT's settings."""
-    from seo_export.cli.info import PACKAGES, package_version
-
-    torch = sys.modules.get("torch")
-    gpu = torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None
-    thread_counts = {"torch": torch.get_num_threads()} if torch is not None else {}
-    thread_counts.update(threads or {})
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
-        "gpu": gpu,
-        "threads": thread_counts,
-        "packages": {name: package_version(name) for name in ("numpy", *PACKAGES)},
-        "allocator": allocator_settings(),
-    }
-
-
-#: Environment variables that change how the C library or a preloaded malloc hands out memory.
-ALLOCATOR_ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "TCMALLOC_")
-
-
-def allocator_settings() -> dict:
-    """The C library and the allocator settings in the environment. Eager PyTorch's CPU time
-    depends on them: glibc's malloc maps every block over its mmap threshold (32 MB at most
-    by default) afresh, so a [4, 12, 512, 512] float32 score matrix page-faults on each call."""
-    name, version = platform.libc_ver()
-    return {"libc": f"{name} {version}".strip() or None,
-            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ALLOCATOR_ENV_PREFIXES)}}
 
 
 # ----------------------------------------------------------------------------- results
@@ -88,10 +42,11 @@ def make_input(batch: int, seq: int, name: str) -> dict:
 
 
 def validate_result(variant: dict, backend: str, input_case: dict, outputs: dict[str, dict], verdict, *,
-                    backend_s: float | None = None, eager_s: float | None = None,
+                    backend_s: float | None = None, eager_s: float | None = None, eager_precision: str = "fp32",
                     break_: dict | None = None) -> dict:
     """One variant x backend x input case. ``verdict`` is a ``tolerance.Verdict`` or its dict;
-    ``input_case`` is ``make_input(...)``; ``outputs`` maps output names to ``metrics.compare`` dicts."""
+    ``input_case`` is ``make_input(...)``; ``outputs`` maps output names to ``metrics.compare`` dicts;
+    ``eager_s`` was timed in ``eager_precision`` (the graph's own, so speedups compare like with like)."""
     verdict = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
     speedup = eager_s / backend_s if backend_s and eager_s else None
     result = {
@@ -101,24 +56,30 @@ def validate_result(variant: dict, backend: str, input_case: dict, outputs: dict
         "outputs": outputs,
         "verdict": verdict,
         "timings": {"backend_s": plain_float(backend_s), "eager_s": plain_float(eager_s),
-                    "speedup": plain_float(speedup)},
+                    "speedup": plain_float(speedup), "eager_precision": eager_precision},
     }
     if break_ is not None:
         result["break"] = break_
     return result
 
 
-def make_break(layer: int, block: str, fixed_by_fp32: bool | None = None, flag: str | None = None) -> dict:
-    """Where an output first leaves tolerance, and whether keeping that block in FP32 fixes it."""
-    return {"layer": int(layer), "block": block, "fixed_by_fp32": fixed_by_fp32, "flag": flag}
+def make_break(module: str, fixed_by_fp32: bool | None = None, flag: str | None = None,
+               note: str | None = None) -> dict:
+    """Where an output first leaves tolerance (the module, as ``--keep-fp32`` names it), whether
+    keeping that module in FP32 fixes it, and ``note``: why that was not tried, when it was not."""
+    layer, block = describe_module(module)
+    return {"module": module, "layer": layer, "block": block, "fixed_by_fp32": fixed_by_fp32, "flag": flag,
+            "note": note}
 
 
 def bench_result(variant: dict, backend: str, batch: int, seq: int, samples_s: Sequence[float], *,
                  speedup_vs_torch: float | None = None, speedup_ci95: tuple[float, float] | None = None,
-                 peak_mb: float | None = None, threads: int | None = None) -> dict:
+                 speedup_vs_torch_fp16: float | None = None, speedup_fp16_ci95: tuple[float, float] | None = None,
+                 precision: str | None = None, peak_mb: float | None = None, threads: int | None = None) -> dict:
     """One benchmark point from per-call latencies in seconds; throughput is batch / p50.
 
-    ``speedup_ci95`` is the 95% confidence interval of ``speedup_vs_torch`` (``timing.speedup_interval``).
+    ``speedup_ci95`` is the 95% confidence interval of ``speedup_vs_torch`` (``timing.speedup_interval``);
+    ``speedup_vs_torch_fp16`` and ``speedup_fp16_ci95`` the same against eager FP16, where it was timed.
     """
     if not samples_s:
         raise ValueError("a benchmark result needs at least one latency sample")
@@ -131,12 +92,29 @@ def bench_result(variant: dict, backend: str, batch: int, seq: int, samples_s: S
         "latency_ms": latency_ms,
         "throughput_seq_per_s": plain_float(batch / (latency_ms["p50"] / 1e3)) if latency_ms["p50"] else None,
         "speedup_vs_torch": plain_float(speedup_vs_torch),
-        "speedup_vs_torch_ci95": [plain_float(v) for v in speedup_ci95] if speedup_ci95 is not None else None,
+        "speedup_vs_torch_ci95": _interval(speedup_ci95),
         "threads": threads,
     }
+    if speedup_vs_torch_fp16 is not None:
+        result["speedup_vs_torch_fp16"] = plain_float(speedup_vs_torch_fp16)
+        result["speedup_vs_torch_fp16_ci95"] = _interval(speedup_fp16_ci95)
+    if precision is not None:
+        result["precision"] = precision
     if peak_mb is not None:
         result["peak_mb"] = plain_float(peak_mb)
     return result
+
+
+def _interval(interval: tuple[float, float] | None) -> list[float] | None:
+    return [plain_float(v) for v in interval] if interval is not None else None
+
+
+def headline_speedup(result: dict) -> tuple[float | None, list[float] | None]:
+    """(speedup, 95% interval) a bench point is summed up by: against eager PyTorch at the backend's
+    precision, so an FP16 backend is not credited with the FP16/FP32 gap; eager FP32 otherwise."""
+    if result.get("precision") == "fp16" and result.get("speedup_vs_torch_fp16") is not None:
+        return result["speedup_vs_torch_fp16"], result.get("speedup_vs_torch_fp16_ci95")
+    return result["speedup_vs_torch"], result.get("speedup_vs_torch_ci95")
 
 
 # ----------------------------------------------------------------------------- reports
@@ -191,7 +169,8 @@ INPUT = {"batch": int, "seq": int, "name": str}
 VERDICT = {"passed": bool, "rule": str, "threshold": OPTIONAL_NUMBER, "measured": OPTIONAL_NUMBER,
            "baseline": OPTIONAL_NUMBER, "reason": str}
 TIMINGS = {"backend_s": OPTIONAL_NUMBER, "eager_s": OPTIONAL_NUMBER, "speedup": OPTIONAL_NUMBER}
-BREAK = {"layer": int, "block": str, "fixed_by_fp32": (bool, type(None)), "flag": (str, type(None))}
+BREAK = {"module": str, "layer": (int, type(None)), "block": str, "fixed_by_fp32": (bool, type(None)),
+         "flag": (str, type(None)), "note": (str, type(None))}
 OUTPUT_METRICS = {"shape": list, "dtype": str, "real": dict, "padded": dict}
 REGION = {"count": int, "nan": int, "inf": int, "abs": dict, "rel": dict, "cosine": OPTIONAL_NUMBER,
           "passing_tolerance": dict}
@@ -200,6 +179,7 @@ BENCH_RESULT = {"variant": dict, "backend": str, "batch": int, "seq": int, "late
                 "throughput_seq_per_s": OPTIONAL_NUMBER, "speedup_vs_torch": OPTIONAL_NUMBER,
                 "threads": (int, type(None))}
 LATENCY = {"p50": NUMBER, "p90": NUMBER, "p99": NUMBER}
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def _fields(obj, spec: dict, where: str, problems: list[str]) -> bool:
@@ -246,10 +226,16 @@ def _check_bench_result(result: dict, where: str, problems: list[str]) -> None:
     _fields(result["latency_ms"], LATENCY, f"{where}.latency_ms", problems)
     if "peak_mb" in result and not isinstance(result["peak_mb"], OPTIONAL_NUMBER):
         problems.append(f"{where}.peak_mb: expected number or null")
-    interval = result.get("speedup_vs_torch_ci95")  # optional: reports before it lack the field
-    if interval is not None and not (isinstance(interval, list) and len(interval) == 2
-                                     and all(isinstance(v, NUMBER) and not isinstance(v, bool) for v in interval)):
-        problems.append(f"{where}.speedup_vs_torch_ci95: expected [low, high] numbers or null")
+    # Optional fields: reports from before them lack them.
+    if not isinstance(result.get("speedup_vs_torch_fp16"), OPTIONAL_NUMBER):
+        problems.append(f"{where}.speedup_vs_torch_fp16: expected number or null")
+    if result.get("precision") not in (None, *PRECISIONS):
+        problems.append(f"{where}.precision: expected one of {', '.join(PRECISIONS)}")
+    for field in ("speedup_vs_torch_ci95", "speedup_vs_torch_fp16_ci95"):
+        interval = result.get(field)
+        if interval is not None and not (isinstance(interval, list) and len(interval) == 2
+                                         and all(isinstance(v, NUMBER) and not isinstance(v, bool) for v in interval)):
+            problems.append(f"{where}.{field}: expected [low, high] numbers or null")
 
 
 def check_report(report: dict) -> None:
