@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--checkpoint", help="weights (.safetensors, or torch weights_only)")
     which.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default 0)")
     which.add_argument("--init", choices=("peaked", "default"), default="peaked",
-                       help="seeded weights: peaked (default) scales q/k so attention is far from uniform and "
-                            "miswired attention shows; default is BERT's 0.02 init, near-uniform attention")
+                       help="seeded weights: peaked (default) makes attention far from uniform and as large as its "
+                            "input, so miswired attention shows; default is BERT's 0.02 init (near-uniform attention)")
     which.add_argument("--model", help="validate this exported .onnx instead of exporting")
     parser.add_argument("--backends",
                         help=f"comma-separated from {', '.join(BACKEND_NAMES)} (default: all; with --model, those "

@@ -160,16 +160,14 @@ class Validator:
     def _eager_model(self, run: VariantRun):
         if run.model_file is None:
             return build_model(run.config, run.seed, run.checkpoint, run.init)
-        from seo_export.export.inspect import load_onnx, stored_metadata
-
-        provenance = stored_metadata(load_onnx(run.model_file), "weights") or {"seed": run.seed}
-        return rebuild_model(run.config, provenance, run.checkpoint)
+        return rebuild_model(run.config, self._provenance(run), run.checkpoint)
 
     def _provenance(self, run: VariantRun) -> dict:
+        """Where the weights come from: a given file's record, else the run's seed, init or checkpoint."""
         if run.model_file is not None:
             from seo_export.export.inspect import load_onnx, stored_metadata
 
-            return stored_metadata(load_onnx(run.model_file), "weights") or {}
+            return stored_metadata(load_onnx(run.model_file), "weights") or {"seed": run.seed}
         return weights_provenance(run.seed, run.checkpoint, run.init)
 
     def _export(self, run: VariantRun, model, precision: str, keep_fp32: tuple[str, ...] = ()) -> Path:
