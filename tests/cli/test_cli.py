@@ -120,6 +120,14 @@ def test_inspect_refuses_a_file_that_is_not_onnx(tmp_path):
     assert_one_line_error(seo_export("inspect", str(bad)), "is not an ONNX model")
 
 
+def fp32_matmuls(path) -> int:
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load_model(str(path)))
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    return sum(types.get(n.output[0]) == onnx.TensorProto.FLOAT for n in model.graph.node if n.op_type == "MatMul")
+
+
 def test_keep_fp32_island_exports_and_names_bad_modules(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"hidden_size": 32, "num_layers": 2, "num_heads": 4, "vocab_size": 50,
@@ -129,6 +137,10 @@ def test_keep_fp32_island_exports_and_names_bad_modules(tmp_path):
     assert ok.returncode == 0, ok.stderr
     info = json.loads(seo_export("inspect", str(tmp_path / "m.onnx"), "--json").stdout)
     assert info["seo_export"]["keep_fp32"] == '["layers.1.attention"]'
+    # Not only the metadata: the island's projections and attention products compute in FP32.
+    plain = seo_export("export", "--config", str(config), "--precision", "fp16", "-o", str(tmp_path / "p.onnx"))
+    assert plain.returncode == 0, plain.stderr
+    assert fp32_matmuls(tmp_path / "p.onnx") == 0 and fp32_matmuls(tmp_path / "m.onnx") >= 6
     bad = seo_export("export", "--config", str(config), "--precision", "fp16", "--keep-fp32", "layers.9.mlp",
                      "-o", str(tmp_path / "n.onnx"))
     assert_one_line_error(bad, "the model has no such module")
