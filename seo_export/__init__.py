@@ -16,9 +16,11 @@ from seo_export.models import (  # noqa: E402
     SparseAttention,
     TransformerConfig,
 )
+from seo_export.convert import convert_hf  # noqa: E402
 
 __all__ = [
     "__version__",
+    "convert_hf",
     "AttentionFactory",
     "AttentionWithRelativePositions",
     "LearnedPositionalEncoding",
