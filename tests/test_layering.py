@@ -9,8 +9,9 @@ import pytest
 import seo_export
 import seo_plugins
 
-#: seo_export's layers, low to high. ops is below models: model layers call the seo ops.
-LAYERS = ("errors", "utils", "ops", "models", "export", "backends", "parity", "bench", "cli")
+#: seo_export's layers, low to high. ops is below models: model layers call the seo ops. convert
+#: (Hugging Face checkpoints -> the zoo) needs only models.
+LAYERS = ("errors", "utils", "ops", "models", "convert", "export", "backends", "parity", "bench", "cli")
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
 ROOTS = {package.__name__: Path(package.__file__).parent for package in (seo_export, seo_plugins)}
 

@@ -13,9 +13,11 @@ from seo_export.errors import SeoExportError
 COMMANDS = {
     "info": "Show versions of torch, ONNX, ONNX Runtime, Triton, TensorRT and whether a CUDA GPU is visible.",
     "forward": "Run one forward pass of a model built from a config, and print output shapes and statistics.",
+    "convert": "Convert a local Hugging Face checkpoint (BERT, RoFormer, Longformer) into a zoo config and weights.",
     "export": "Export a model variant to ONNX (seo:: custom nodes with portable function bodies).",
     "validate": "Check exported variants against eager PyTorch on ONNX Runtime (and TensorRT), find breaks.",
     "inspect": "Show what an exported ONNX file is: metadata, inputs/outputs, op counts, custom nodes.",
+    "sanitize": "Run a graph tool (polygraphy sanitize, onnxslim, onnxsim) and keep seo nodes, metadata and outputs.",
     "build": "Build a TensorRT engine (and its manifest) from an ONNX file, with optimization profiles.",
     "run": "Run inference on an engine (TensorRT) or an ONNX file (ONNX Runtime or eager PyTorch); print latency.",
     "bench": "Benchmark variants on eager PyTorch, ONNX Runtime and TensorRT: latency, speedup, peak memory.",

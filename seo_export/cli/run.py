@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from seo_export.backends.tensorrt.profiles import INPUT_NAMES
+from seo_export.cli import arrays
 from seo_export.cli.common import positive_int, require
 from seo_export.errors import UsageError
-from seo_export.utils.files import atomic_path
 
 BACKENDS = ("trt", "ort", "torch")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, help="batch of random inputs (default 1)")
     parser.add_argument("--seq-len", type=positive_int, help="sequence length of random inputs (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    parser.add_argument("--output", metavar="OUT.npz", help="save the outputs here")
+    parser.add_argument("--output", metavar="OUT.npz",
+                        help="save the outputs here: .npz, or .json for `polygraphy run --load-outputs`")
+    parser.add_argument("--save-inputs", metavar="IN.npz",
+                        help="save the inputs used: .npz (for --inputs), or .json for `polygraphy run --load-inputs`")
     parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (default 2)")
     parser.add_argument("--iterations", type=positive_int, default=10, help="timed runs (default 10)")
     parser.add_argument("--no-manifest-check", action="store_true",
@@ -190,9 +193,17 @@ def report_console() -> Console:
     return console if console.is_terminal else Console(width=160)
 
 
-def save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
-        np.savez(f, **outputs)
+def save_outputs(path: Path, outputs: dict[str, np.ndarray], backend: str, model: Path) -> None:
+    """.npz as the runner returns them (float32 for FP16); .json for Polygraphy in the ONNX file's own
+    output types, as Polygraphy's runner of the same file returns them."""
+    if path.suffix == ".json" and backend != "trt":
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        from seo_export.export.inspect import load_onnx
+
+        declared = {o.name: tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type) for o in load_onnx(model).graph.output}
+        outputs = {name: value.astype(declared.get(name, value.dtype)) for name, value in outputs.items()}
+    arrays.save_outputs(path, outputs, f"seo-export-{backend}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -201,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
     require(not (args.inputs and (args.batch or args.seq_len)), "give --inputs or --batch/--seq-len, not both")
     output = Path(args.output) if args.output else None
     if output is not None:
-        require(output.parent.is_dir(), f"output folder {output.parent} does not exist")
+        arrays.check_path(output, "--output")
+    if args.save_inputs:
+        arrays.check_path(Path(args.save_inputs), "--save-inputs")
 
     torch_model = None
     if backend == "torch":
@@ -226,7 +239,9 @@ def run(args: argparse.Namespace) -> int:
     if manifest is not None and manifest.seo_plugin_layers is not None:
         console.print(f"seo plugin layers in the engine: {manifest.seo_plugin_layers}", highlight=False)
     if output is not None:
-        save_outputs(output, outputs)
+        save_outputs(output, outputs, backend, path)
         console.print(f"outputs saved to {output}")
+    if args.save_inputs:
+        arrays.save_inputs(Path(args.save_inputs), feeds)
     finite = all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
     return 0 if finite else 1

@@ -122,5 +122,6 @@ def config_from_onnx(model: onnx.ModelProto):
     stored = stored_metadata(model, "config")
     if stored is None:
         raise UsageError(f"this ONNX file has no {METADATA_PREFIX}config metadata: it was not written by "
-                         "`seo-export export`")
+                         "`seo-export export`, or a tool dropped it (polygraphy surgeon sanitize does); restore it "
+                         "with `seo-export sanitize FILE --tool none --restore-from EXPORTED.onnx -o OUT.onnx`")
     return TransformerConfig.from_dict(stored)

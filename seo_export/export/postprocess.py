@@ -35,30 +35,25 @@ def _constant_fill(producers: dict, name: str):
     return 0.0
 
 
-def _carries_mask(producers: dict, name: str) -> bool:
-    """False for an absent key mask and for the exporter's all-true stand-in (Not of a False fill)."""
-    node = producers.get(name) if name else None
-    stand_in = node is not None and node.op_type == "Not" and _constant_fill(producers, node.input[0]) is False
-    return bool(name) and not stand_in
-
-
-def _carries_bias(producers: dict, name: str) -> bool:
-    """False for an absent bias and for the exporter's all-zero stand-in (a 0 fill)."""
-    return bool(name) and _constant_fill(producers, name) != 0
+def _zero_stand_in(producers: dict, name: str) -> bool:
+    """The exporter's all-zero bias stand-in (a 0 fill)."""
+    return bool(name) and _constant_fill(producers, name) == 0
 
 
 def attach_functions(model: onnx.ModelProto) -> None:
     """One FunctionProto per (op, optional-input pattern) that the graph uses.
 
-    Nodes keep all five inputs (the TensorRT plugin's arity), but where the mask or bias is the
-    exporter's all-true / all-zero stand-in, the node gets the overload that skips it: the same
-    values without a 5-D bias add or mask gather in every runtime that runs the function body.
+    Nodes keep all five inputs (the TensorRT plugin's arity) and their bodies read all five: graph
+    tools delete function inputs a body never reads without fixing the nodes (onnxslim 0.1.98).
+    Where the bias is the exporter's all-zero stand-in the node gets ``zero_bias``, which reads it
+    for its type only and skips the 5-D bias add; the all-true mask stand-in is read as a mask (a
+    [B, S] gather, nothing per head).
     """
     producers = {out: node for node in model.graph.node for out in node.output}
     used = set()
     for node in seo_nodes(model):
         inputs = list(node.input) + [""] * (5 - len(node.input))
-        node.overload = overload_for(_carries_mask(producers, inputs[3]), _carries_bias(producers, inputs[4]))
+        node.overload = overload_for(bool(inputs[3]), bool(inputs[4]), _zero_stand_in(producers, inputs[4]))
         used.add((node.op_type, node.overload))
         ordered = sorted(node.attribute, key=lambda a: ATTRIBUTE_ORDER.index(a.name))
         del node.attribute[:]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 from seo_export import TransformerConfig
 from seo_export.export import export_onnx
-from seo_export.models.build import build_model
+from seo_export.export.exporter import ExportResult, op_counts
+from seo_export.export.postprocess import default_opset
+from seo_export.models.build import build_model, weights_provenance
+from seo_export.utils.files import sha256_file
 
 WINDOW, LANDMARKS = 8, 4
 ATTENTIONS = ("standard", "local", "sparse", "relative")
@@ -45,8 +50,12 @@ _EXPORT_DIR: dict[str, Path] = {}
 
 
 def export_dir(tmp_path_factory) -> Path:
+    """One folder for the whole run: under xdist the workers' base folders share a parent, so a file
+    one worker exported is read by the others rather than exported again."""
     if "dir" not in _EXPORT_DIR:
-        _EXPORT_DIR["dir"] = tmp_path_factory.mktemp("exports")
+        base = tmp_path_factory.getbasetemp()
+        _EXPORT_DIR["dir"] = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "exports"
+        _EXPORT_DIR["dir"].mkdir(exist_ok=True)
     return _EXPORT_DIR["dir"]
 
 
@@ -54,7 +63,13 @@ def export_dir(tmp_path_factory) -> Path:
 def _exported(variant, precision: str, directory: Path, decomposed: bool = False):
     model = small_model(variant)
     path = directory / f"{variant_id(variant)}-{precision}{'-dec' if decomposed else ''}.onnx"
-    return model, export_onnx(model, path, precision=precision, decomposed=decomposed)
+    if path.is_file():  # written whole by another worker (exports are atomic and deterministic)
+        proto = onnx.load(str(path))
+        return model, ExportResult(path, sha256_file(path), precision, default_opset(proto), decomposed,
+                                   op_counts(proto))
+    # Provenance recorded as `export --init peaked` does, so `validate --model` can rebuild the model.
+    return model, export_onnx(model, path, precision=precision, decomposed=decomposed,
+                              weights=weights_provenance(0, None, "peaked"))
 
 
 def exported(tmp_path_factory, variant, precision="fp32", decomposed=False):

@@ -222,10 +222,11 @@ def test_opset_23_writes_standard_attention_as_the_attention_op(tmp_path, precis
 
 @pytest.mark.parametrize("variant,padding_mask,overload", [
     (("local", "relative", False), True, ""),  # real mask and bias
-    (("local", "rotary", False), True, "no_bias"),  # the bias is the zero stand-in
-    (("sparse", "learned", False), False, "no_mask_no_bias"),  # the mask is the all-true stand-in too
+    (("local", "rotary", False), True, "zero_bias"),  # the bias is the zero stand-in
+    (("sparse", "learned", False), False, "zero_bias"),  # the all-true mask stand-in is read as a mask
 ])
 def test_stand_in_inputs_select_the_overload_that_skips_them(tmp_path, variant, padding_mask, overload):
+    """Skips the 5-D bias add, yet reads all five inputs: tools prune unread function inputs."""
     from dataclasses import replace
 
     from seo_export.models.build import build_model
@@ -237,6 +238,8 @@ def test_stand_in_inputs_select_the_overload_that_skips_them(tmp_path, variant, 
     nodes = [n for n in proto.graph.node if n.domain == "seo"]
     assert nodes and all(len(n.input) == 5 and n.overload == overload for n in nodes)  # TensorRT's arity kept
     assert [f.overload for f in proto.functions] == [overload]
+    read = {name for node in proto.functions[0].node for name in node.input}
+    assert read >= {"q", "k", "v", "key_mask", "rel_bias"}
     feeds = padded_inputs(3, 13)
     got = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     assert np.abs(got - eager(model, feeds)["last_hidden_state"]).max() <= 1e-4

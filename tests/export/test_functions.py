@@ -21,6 +21,7 @@ from seo_export.export.functions import (
     LANDMARK,
     LOCAL_WINDOW,
     OP_VERSION,
+    ZERO_BIAS,
     all_function_protos,
     function_proto,
     overload_for,
@@ -126,13 +127,16 @@ def test_overload_names():
     assert overload_for(True, True) == ""
     names = {overload_for(m, b) for m, b in PRESENCE}
     assert names == {"", "no_bias", "no_mask", "no_mask_no_bias"}
+    assert overload_for(True, True, zero_bias=True) == ZERO_BIAS
+    assert overload_for(False, True, zero_bias=True) == "no_mask"  # without a mask the full body is exact too
 
 
 @pytest.mark.parametrize("opset", [18, 21])
 def test_protos_declare_the_node_contract(opset):
     protos = all_function_protos(opset)
     assert sorted((p.name, p.overload) for p in protos) == sorted(
-        (op, overload_for(m, b)) for op in (LOCAL_WINDOW, LANDMARK) for m, b in PRESENCE)
+        (op, name) for op in (LOCAL_WINDOW, LANDMARK) for name in [*(overload_for(m, b) for m, b in PRESENCE),
+                                                                   ZERO_BIAS])
     for proto in protos:
         assert proto.domain == DOMAIN
         assert list(proto.input) == ["q", "k", "v", "key_mask", "rel_bias"]
@@ -246,6 +250,26 @@ def test_changing_window_left_in_the_file_changes_the_ort_output():
     after = session(model).run(None, feeds(q, k, v))[0]
     assert np.abs(before - after).max() > 1e-2
     np.testing.assert_allclose(after, local_window_attention_reference(q, k, v, 0, 1, scale=0.3).numpy(), atol=ATOL)
+
+
+@pytest.mark.parametrize("elem", [FLOAT, FLOAT16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("op_type,attrs", OPS, ids=["local", "landmark"])
+def test_zero_bias_reads_the_bias_for_its_type_only(op_type, attrs, elem):
+    """The exporter's zero [H, 1] stand-in: same values as no bias (any per-head constant is, as softmax
+    ignores a row shift), the output in the bias's type, and every formal input read."""
+    node = seo_node(op_type, attrs, True, True, "out")
+    node.overload = ZERO_BIAS
+    model = build_model([node], elem=elem)
+    assert {i for n in model.functions[0].node for i in n.input} >= {"q", "k", "v", "key_mask", "rel_bias"}
+    q, k, v, mask, _ = inputs_for(3, 29)
+    shift = torch.randn(2, 1) * 5
+    if elem == FLOAT16:
+        q, k, v, shift = q.half(), k.half(), v.half(), shift.half()
+    (out,) = session(model).run(None, feeds(q, k, v, mask, shift))
+    assert out.dtype == (np.float16 if elem == FLOAT16 else np.float32)
+    expected = reference(op_type, attrs, q.float(), k.float(), v.float(), mask).numpy()
+    atol = 1e-5 if elem == FLOAT else np.spacing(np.float16(np.abs(expected).max())) + 1e-5
+    np.testing.assert_allclose(out.astype(np.float32), expected, atol=atol, rtol=1e-5)
 
 
 @pytest.mark.parametrize("op_type,attrs", OPS, ids=["local", "landmark"])

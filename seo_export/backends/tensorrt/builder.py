@@ -23,7 +23,7 @@ from seo_export.backends.tensorrt.loader import (
     register_plugins,
     register_seo_plugins,
 )
-from seo_export.export.inspect import load_onnx, node_attributes, stored_metadata
+from seo_export.export.inspect import load_onnx, metadata_value, node_attributes, stored_metadata
 from seo_export.export.postprocess import seo_nodes
 from seo_export.backends.tensorrt.layers import engine_layers, seo_plugin_layers
 from seo_export.backends.tensorrt.manifest import EngineManifest, sha256_bytes, sha256_file, write_manifest
@@ -94,6 +94,26 @@ def check_seo_nodes(model) -> None:
             raise UsageError(f"{where}: {exc}") from None
 
 
+#: Attention types whose layers export as seo nodes (unless exported --decomposed).
+SEO_ATTENTION_TYPES = ("local", "sparse")
+
+
+def check_graph_is_for_tensorrt(model) -> None:
+    """Refuse what ONNX Runtime's offline optimizer writes (``optimized_model_filepath``): it inlines
+    the seo function bodies, so TensorRT would build them without the plugin kernels, and from its
+    EXTENDED level on it adds com.microsoft ops that TensorRT's parser does not know."""
+    contrib = sorted({node.op_type for node in model.graph.node if node.domain == "com.microsoft"})
+    if contrib:
+        raise UsageError(f"the graph holds ONNX Runtime's own ops ({', '.join(contrib[:3])} in com.microsoft), which "
+                         "TensorRT cannot parse: it is ONNX Runtime's optimized graph; build from the exported file")
+    config = stored_metadata(model, "config") or {}
+    if (config.get("attention_type") in SEO_ATTENTION_TYPES and metadata_value(model, "decomposed") == "false"
+            and not seo_nodes(model)):
+        raise UsageError(f"the model was exported with seo:: nodes ({config['attention_type']} attention) but has "
+                         "none left: a tool inlined their function bodies (ONNX Runtime's optimized_model_filepath "
+                         "does), and TensorRT would build them without the seo plugins; build from the exported file")
+
+
 def require_plugins(model, plugins: PluginRegistration) -> None:
     """seo nodes need the registered plugins. Without them TensorRT's parser does not fail: it
     inlines the nodes' ONNX function bodies and the engine builds without the plugin kernels."""
@@ -109,6 +129,7 @@ def check_build_inputs(onnx_path, engine_path, profiles: list[Profile]):
     if not profiles:
         raise UsageError("at least one optimization profile is needed")
     model = load_onnx(onnx_path)
+    check_graph_is_for_tensorrt(model)
     check_seo_nodes(model)
     for index, profile in enumerate(profiles):
         try:

@@ -11,7 +11,9 @@ output [B, H, S, D] of q's type. Attributes: ``window_left, window_right, scale`
 
 A function body cannot test whether an optional input is present, so each op has one
 FunctionProto per presence pattern, told apart by ``overload`` (IR >= 10): ``overload_for``
-gives the name a node must carry. All variants declare the same 5-input signature.
+gives the name a node must carry. All variants declare the same 5-input signature, and every
+input a node passes is read (``zero_bias`` reads the exporter's zero stand-in for its type only),
+so graph tools that prune unread function inputs keep the node and its body consistent.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from seo_export.export.functions.common import (
     OP_VERSION,
     OUTPUTS,
     OVERLOADS,
+    ZERO_BIAS,
     overload_for,
     presence_of,
 )
@@ -74,6 +77,7 @@ __all__ = [
     "OP_VERSION",
     "OUTPUTS",
     "OVERLOADS",
+    "ZERO_BIAS",
     "all_function_protos",
     "function_proto",
     "overload_for",

@@ -35,20 +35,42 @@ _OVERLOADS = {
     (False, True): "no_mask",
     (False, False): "no_mask_no_bias",
 }
-OVERLOADS = tuple(_OVERLOADS.values())
+#: Both inputs present, rel_bias the exporter's zero [H, 1] stand-in: the body reads only its type
+#: (a per-head constant cannot change a softmax). onnx-graphsurgeon's cleanup, which onnxslim runs,
+#: deletes function inputs a body never reads without fixing the nodes, so present inputs are read.
+ZERO_BIAS = "zero_bias"
+OVERLOADS = (*_OVERLOADS.values(), ZERO_BIAS)
 
 
-def overload_for(has_mask: bool, has_bias: bool) -> str:
-    """FunctionProto/NodeProto overload for a node with the given optional inputs present."""
+def overload_for(has_mask: bool, has_bias: bool, zero_bias: bool = False) -> str:
+    """FunctionProto/NodeProto overload for a node with the given optional inputs present;
+    ``zero_bias``: the bias is the zero stand-in (ignored without a mask: the full body is exact too)."""
+    if zero_bias and has_mask and has_bias:
+        return ZERO_BIAS
     return _OVERLOADS[(bool(has_mask), bool(has_bias))]
 
 
 def presence_of(overload: str) -> tuple[bool, bool]:
     """(has_mask, has_bias) for an overload name; ValueError for an unknown one."""
+    if overload == ZERO_BIAS:
+        return True, True
     for presence, name in _OVERLOADS.items():
         if name == overload:
             return presence
     raise ValueError(f"unknown seo function overload {overload!r}; expected one of {list(OVERLOADS)}")
+
+
+def adds_bias(overload: str) -> bool:
+    """Whether the body adds rel_bias to the logits (present and not the zero stand-in)."""
+    return presence_of(overload)[1] and overload != ZERO_BIAS
+
+
+def cast_output(overload: str) -> str:
+    """The body's last line: back to the inputs' type, read from rel_bias where nothing else reads it."""
+    like = "rel_bias" if overload == ZERO_BIAS else "q"
+    return f"""
+    out = CastLike (out_f, {like})
+"""
 
 
 def check_opset(opset: int) -> int:
@@ -69,21 +91,23 @@ def header(op_type: str, opset: int) -> str:
     )
 
 
-# Constants every body uses; prefixed "c_" so fragments never collide with them.
+# Constants every body uses; prefixed "c_" so fragments never collide with them. Literals are typed
+# tensors, not value_float/value_int: onnx-graphsurgeon 0.6.1's constant folding (polygraphy sanitize,
+# onnxslim) turns a value_float into float64. References such as @scale it leaves alone.
 CONSTANTS = """
-    c_i0 = Constant <value_int: int = 0> ()
-    c_i1 = Constant <value_int: int = 1> ()
-    c_i2 = Constant <value_int: int = 2> ()
-    c_f0 = Constant <value_float: float = 0.0> ()
-    c_f1 = Constant <value_float: float = 1.0> ()
-    c_ninf = Constant <value_float: float = -inf> ()
-    c_ax0 = Constant <value_ints: ints = [0]> ()
-    c_ax1 = Constant <value_ints: ints = [1]> ()
-    c_ax2 = Constant <value_ints: ints = [2]> ()
-    c_ax3 = Constant <value_ints: ints = [3]> ()
-    c_axm1 = Constant <value_ints: ints = [-1]> ()
-    c_axm2 = Constant <value_ints: ints = [-2]> ()
-    c_m1 = Constant <value_ints: ints = [-1]> ()
+    c_i0 = Constant <value: tensor = int64 {0}> ()
+    c_i1 = Constant <value: tensor = int64 {1}> ()
+    c_i2 = Constant <value: tensor = int64 {2}> ()
+    c_f0 = Constant <value: tensor = float {0.0}> ()
+    c_f1 = Constant <value: tensor = float {1.0}> ()
+    c_ninf = Constant <value: tensor = float {-inf}> ()
+    c_ax0 = Constant <value: tensor = int64[1] {0}> ()
+    c_ax1 = Constant <value: tensor = int64[1] {1}> ()
+    c_ax2 = Constant <value: tensor = int64[1] {2}> ()
+    c_ax3 = Constant <value: tensor = int64[1] {3}> ()
+    c_axm1 = Constant <value: tensor = int64[1] {-1}> ()
+    c_axm2 = Constant <value: tensor = int64[1] {-2}> ()
+    c_m1 = Constant <value: tensor = int64[1] {-1}> ()
     c_true = Constant <value: tensor = bool {1}> ()
     qf = Cast <to: int = 1> (q)
     kf = Cast <to: int = 1> (k)

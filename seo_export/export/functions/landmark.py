@@ -15,8 +15,10 @@ import onnx
 from seo_export.export.functions.common import (
     CONSTANTS,
     LANDMARK,
+    adds_bias,
     bias_gather,
     bias_prelude,
+    cast_output,
     check_opset,
     header,
     masked_softmax,
@@ -33,12 +35,12 @@ DOC = (
 _LAYOUT = """
     n_land = Constant <value_int: int = @num_landmarks> ()
     n_iter = Constant <value_int: int = @pinv_iterations> ()
-    c_i0_1d = Constant <value_ints: ints = [0]> ()
-    c_pad_head = Constant <value_ints: ints = [0, 0, 0, 0, 0, 0]> ()
-    c_f7 = Constant <value_float: float = 7.0> ()
-    c_f13 = Constant <value_float: float = 13.0> ()
-    c_f15 = Constant <value_float: float = 15.0> ()
-    c_f025 = Constant <value_float: float = 0.25> ()
+    c_i0_1d = Constant <value: tensor = int64[1] {0}> ()
+    c_pad_head = Constant <value: tensor = int64[6] {0, 0, 0, 0, 0, 0}> ()
+    c_f7 = Constant <value: tensor = float {7.0}> ()
+    c_f13 = Constant <value: tensor = float {13.0}> ()
+    c_f15 = Constant <value: tensor = float {15.0}> ()
+    c_f025 = Constant <value: tensor = float {0.25}> ()
     l_m1 = Sub (n_land, c_i1)
     s_pl = Add (s_len, l_m1)
     seg = Div (s_pl, n_land)
@@ -176,18 +178,18 @@ _OUTPUT = """
     out_mm = MatMul (a1, za3v)
     q_shape = Shape (q)
     out_f = Reshape (out_mm, q_shape)
-    out = CastLike (out_f, q)
 """
 
 
 def build(overload: str, opset: int) -> onnx.FunctionProto:
-    has_mask, has_bias = presence_of(overload)
+    has_mask, _ = presence_of(overload)
+    has_bias = adds_bias(overload)
     opset = check_opset(opset)
     body = (
         CONSTANTS
         + """
-    c_ax12 = Constant <value_ints: ints = [1, 2]> ()
-    c_ax13 = Constant <value_ints: ints = [1, 3]> ()
+    c_ax12 = Constant <value: tensor = int64[2] {1, 2}> ()
+    c_ax13 = Constant <value: tensor = int64[2] {1, 3}> ()
 """
         + _LAYOUT
         + (_WITH_MASK if has_mask else _NO_MASK)
@@ -199,5 +201,6 @@ def build(overload: str, opset: int) -> onnx.FunctionProto:
         + masked_softmax("sm3", "l3", "allowed3", "a3", bias="bias3_4" if has_bias else None)
         + _PINV
         + _OUTPUT
+        + cast_output(overload)
     )
     return parse(header(LANDMARK, opset) + "{" + body + "}\n", overload, DOC)

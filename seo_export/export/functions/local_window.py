@@ -16,8 +16,10 @@ import onnx
 from seo_export.export.functions.common import (
     CONSTANTS,
     LOCAL_WINDOW,
+    adds_bias,
     bias_gather,
     bias_prelude,
+    cast_output,
     check_opset,
     header,
     masked_softmax,
@@ -34,8 +36,8 @@ DOC = (
 _LAYOUT = """
     wl = Constant <value_int: int = @window_left> ()
     wr = Constant <value_int: int = @window_right> ()
-    c_i16 = Constant <value_int: int = 16> ()
-    c_i64 = Constant <value_int: int = 64> ()
+    c_i16 = Constant <value: tensor = int64 {16}> ()
+    c_i64 = Constant <value: tensor = int64 {64}> ()
     w_sum = Add (wl, wr)
     width = Add (w_sum, c_i1)
     w_m1 = Sub (width, c_i1)
@@ -109,18 +111,18 @@ _OUTPUT = """
     out_sl = Slice (out_pad, c_ax0, s_1d, c_ax2)
     q_shape = Shape (q)
     out_f = Reshape (out_sl, q_shape)
-    out = CastLike (out_f, q)
 """
 
 
 def build(overload: str, opset: int) -> onnx.FunctionProto:
-    has_mask, has_bias = presence_of(overload)
+    has_mask, _ = presence_of(overload)
+    has_bias = adds_bias(overload)
     opset = check_opset(opset)
     body = (
         CONSTANTS
         + """
-    c_ax02 = Constant <value_ints: ints = [0, 2]> ()
-    c_ax13 = Constant <value_ints: ints = [1, 3]> ()
+    c_ax02 = Constant <value: tensor = int64[2] {0, 2}> ()
+    c_ax13 = Constant <value: tensor = int64[2] {1, 3}> ()
 """
         + _LAYOUT
         + _LOGITS
@@ -129,5 +131,6 @@ def build(overload: str, opset: int) -> onnx.FunctionProto:
         # Normalised after P @ V: divides [.., block, D] rather than [.., block, chunk].
         + masked_softmax("sm", "logits", "allowed", "expw", bias="bias_5d" if has_bias else None, normalize=False)
         + _OUTPUT
+        + cast_output(overload)
     )
     return parse(header(LOCAL_WINDOW, opset) + "{" + body + "}\n", overload, DOC)
