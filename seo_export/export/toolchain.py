@@ -126,7 +126,8 @@ def output_problems(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]
         if have is None or have.shape != want.shape:
             problems.append(f"outputs: {name} missing or reshaped")
             continue
-        want64, error = want.astype(np.float64), np.abs(have.astype(np.float64) - want.astype(np.float64))
+        want64 = want.astype(np.float64)
+        error = np.abs(have.astype(np.float64) - want64)
         if precision == "fp16":
             bound = FP16_ULPS * float(np.spacing(np.float16(np.abs(want64).max(initial=0.0))))
             allowed = np.full_like(want64, bound)

@@ -141,6 +141,7 @@ class Validator:
         self.find_break = find_break
         self._progress = progress or (lambda message, done=None, total=None: None)
         self.variant_index = (0, 0)
+        self._file_differences: dict[Path, list[str]] = {}  # model file -> what differs from a fresh export
         self.outcome = Outcome()
 
     def progress(self, message: str) -> None:
@@ -192,11 +193,13 @@ class Validator:
         """
         if run.model_file is None:
             return None
-        from seo_export.export.inspect import graph_differences, load_onnx
+        if run.model_file not in self._file_differences:  # once per file, not per failing case
+            from seo_export.export.inspect import graph_differences, load_onnx
 
-        fresh = self._export(run, model, precision)
-        differences = graph_differences(load_onnx(run.model_file, with_weights=True),
-                                        load_onnx(fresh, with_weights=True))
+            fresh = self._export(run, model, precision)
+            self._file_differences[run.model_file] = graph_differences(
+                load_onnx(run.model_file, with_weights=True), load_onnx(fresh, with_weights=True))
+        differences = self._file_differences[run.model_file]
         if not differences:
             return None
         return (f"keeping {module} in FP32 was not tried: {run.model_file.name} is not what its recorded weights "
