@@ -24,7 +24,7 @@ class TorchRunner(Runner):
         mask = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask)).to(self.device)
         with torch.inference_mode():
             out = self.model(input_ids, mask)
-        return {k: out[k].float().cpu().numpy() for k in ("last_hidden_state", "pooler_output")}
+        return {k: v.float().cpu().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
 
 
 def torch_model_from_onnx(path, checkpoint=None):

@@ -1,6 +1,6 @@
 """Hugging Face checkpoints -> the zoo, exactly or not at all: ``convert_hf(path[, output_dir])``.
 
-One small mapping module per family (bert, roformer, longformer), in the manner of transformers'
+One small mapping module per family (bert, roformer, longformer, nystromformer), in the manner of transformers'
 conversion scripts; each refuses, with what and why, a setting the zoo cannot reproduce.
 """
 
@@ -10,17 +10,13 @@ import os
 from pathlib import Path
 
 from seo_export import __version__
-from seo_export.convert import bert, longformer, roformer
+from seo_export.convert import bert, heads, longformer, nystromformer, roformer
 from seo_export.convert.common import Checkpoint, NotRepresentable, read_checkpoint
 from seo_export.convert.output import Conversion, check_output, dropped_groups, mapped_patterns, tokenizer_files
 from seo_export.errors import UsageError
 from seo_export.utils.files import sha256_file
 
-FAMILIES = {family.MODEL_TYPE: family for family in (bert, roformer, longformer)}
-
-#: First component of a task model's head tensors -> what the head is.
-HEADS = {"classifier": "classification head", "cls": "pre-training / masked-LM head", "lm_head": "masked-LM head",
-         "qa_outputs": "question-answering head", "sequence_summary": "multiple-choice summary"}
+FAMILIES = {family.MODEL_TYPE: family for family in (bert, roformer, longformer, nystromformer)}
 
 __all__ = ["FAMILIES", "Conversion", "NotRepresentable", "convert_hf"]
 
@@ -29,8 +25,8 @@ def convert_hf(path: str | os.PathLike, output_dir: str | os.PathLike | None = N
                encoder_only: bool = False, overwrite: bool = False) -> Conversion:
     """Convert a local checkpoint directory; with ``output_dir``, also write it there (atomically).
 
-    A task model's head (e.g. BertForSequenceClassification's classifier) is refused unless
-    ``encoder_only``, which converts the encoder and records the head as dropped.
+    A sequence-classification model converts with its head (a ``logits`` output); any other task
+    head is refused unless ``encoder_only``, which converts the encoder and records the head as dropped.
     """
     if output_dir is not None:
         check_output(Path(output_dir), overwrite)  # before the slow part
@@ -44,16 +40,11 @@ def convert_hf(path: str | os.PathLike, output_dir: str | os.PathLike | None = N
                          f"{', '.join(sorted(FAMILIES))}")
     family = FAMILIES[model_type]
     try:
-        tensors, heads = split_heads(checkpoint, family.PREFIX, encoder_only)
-        config, mapping = family.convert(checkpoint, tensors)
-        for head, names in heads.items():
-            mapping.dropped[f"{HEADS.get(head, 'task head')} ({head}): the zoo has no task heads yet; "
-                            "dropped by encoder_only"] = names
+        config, mapping, stripped = convert_tensors(checkpoint, family, encoder_only)
         state = mapping.check_complete(config)
     except NotRepresentable as exc:
         raise NotRepresentable(f"cannot convert {checkpoint.path}: {exc}") from None
     conversion = Conversion(config, state, record(checkpoint, mapping), tokenizer_files(checkpoint.path))
-    stripped = tensors is not checkpoint.tensors  # a task model: split_heads took its encoder's prefix off
     conversion.record["source"]["encoder_prefix"] = family.PREFIX if stripped else ""
     conversion.record["tokenizer_files"] = [f.name for f in conversion.tokenizer_files]
     if output_dir is not None:
@@ -61,21 +52,20 @@ def convert_hf(path: str | os.PathLike, output_dir: str | os.PathLike | None = N
     return conversion
 
 
-def split_heads(checkpoint: Checkpoint, prefix: str, encoder_only: bool) -> tuple[dict, dict[str, list[str]]]:
-    """(encoder tensors without the task model's prefix, head name -> its tensors)."""
-    tensors = checkpoint.tensors
-    if not any(name.startswith(prefix) for name in tensors):
-        return tensors, {}  # a base model: every tensor is the encoder's
-    heads: dict[str, list[str]] = {}
-    for name in tensors:
-        if not name.startswith(prefix):
-            heads.setdefault(name.split(".")[0], []).append(name)
-    if heads and not encoder_only:
-        what = ", ".join(f"{HEADS.get(h, 'task head')} ({h}.*)" for h in heads)
-        architecture = "/".join(checkpoint.config.get("architectures") or ["task model"])
-        raise NotRepresentable(f"it is a {architecture} with a {what}, which the zoo cannot represent yet; pass "
-                               "--encoder-only (encoder_only=True) to convert the encoder alone and drop the head")
-    return {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}, heads
+def convert_tensors(checkpoint: Checkpoint, family, encoder_only: bool):
+    """(config, mapping, whether a task model's prefix was taken off): the encoder, then the head."""
+    encoder, head_tensors = heads.split_heads(checkpoint, family.PREFIX)
+    keep_head = bool(head_tensors) and not encoder_only
+    if keep_head:
+        heads.check_heads(checkpoint, head_tensors)
+        head_activation = family.classifier_activation(checkpoint)  # may refuse, e.g. Longformer
+        encoder = {**encoder, **{name: checkpoint.tensors[name] for name in head_tensors["classifier"]}}
+    config, mapping = family.convert(checkpoint, encoder)
+    if keep_head:
+        config = config.replace(**heads.take_classifier(mapping, checkpoint, head_activation))
+    for head, names in (head_tensors.items() if encoder_only else ()):
+        mapping.dropped[f"{heads.HEADS.get(head, 'task head')} ({head}): dropped by encoder_only"] = names
+    return config, mapping, encoder is not checkpoint.tensors
 
 
 def record(checkpoint: Checkpoint, mapping) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from seo_export.convert.common import Checkpoint, Mapping, NotRepresentable, check_activation, zoo_config
+from seo_export.convert.common import Checkpoint, Mapping, NotRepresentable, activation, zoo_config
 
 MODEL_TYPE = "bert"
 PREFIX = "bert."  # transformers' base_model_prefix: where task models keep the encoder
@@ -29,7 +29,7 @@ BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 def check_encoder(checkpoint: Checkpoint) -> bool:
     """Refuse what a BERT-layout encoder cannot carry over; True for a causal (decoder) model."""
-    check_activation(checkpoint)
+    activation(checkpoint)
     if checkpoint.setting("add_cross_attention", False):
         raise NotRepresentable("add_cross_attention cannot be represented: the zoo has no cross-attention")
     kind = checkpoint.setting("position_embedding_type", "absolute")
@@ -42,14 +42,15 @@ def check_encoder(checkpoint: Checkpoint) -> bool:
 def encoder_config(checkpoint: Checkpoint, pad_token_id: int | None, causal: bool = False, **fields):
     """The TransformerConfig: fields every BERT-layout family reads the same way, plus the family's."""
     s = checkpoint.setting
-    return zoo_config(
+    common = dict(
         hidden_size=s("hidden_size"), num_layers=s("num_hidden_layers"), num_heads=s("num_attention_heads"),
-        vocab_size=s("vocab_size"), intermediate_size=s("intermediate_size"),
+        vocab_size=s("vocab_size"), intermediate_size=s("intermediate_size"), hidden_act=activation(checkpoint),
         dropout_rate=s("hidden_dropout_prob", 0.1), attention_dropout=s("attention_probs_dropout_prob", 0.1),
         layer_norm_eps=s("layer_norm_eps", 1e-12), initializer_range=s("initializer_range", 0.02),
         type_vocab_size=s("type_vocab_size", 2), pad_token_id=0 if pad_token_id is None else pad_token_id,
-        use_causal_mask=causal, **fields,
+        use_causal_mask=causal,
     )
+    return zoo_config(**{**common, **fields})
 
 
 def encoder_notes(m: Mapping, config, pad_token_id: int | None) -> None:
@@ -96,3 +97,7 @@ def convert(checkpoint: Checkpoint, tensors: dict) -> tuple:
     take_pooler(m, config.hidden_size, "a task model built without one")
     encoder_notes(m, config, pad)
     return config, m
+
+
+def classifier_activation(checkpoint: Checkpoint) -> str:
+    return "pooler"  # BertForSequenceClassification: a linear layer on pooler_output

@@ -20,8 +20,9 @@ from seo_export.models.transformer import SEOSpecificTransformer
 
 #: How transformers names weights, most preferred first.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-#: Exact GELU: transformers' "gelu" is torch's erf GELU, "gelu_python" the same formula written out.
-EXACT_GELU = ("gelu", "gelu_python")
+#: transformers' hidden_act -> the zoo's: "gelu" is torch's erf GELU ("gelu_python" the same formula
+#: written out), "gelu_new" and "gelu_pytorch_tanh" its tanh approximation.
+ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 _REQUIRED = object()
 
 
@@ -86,11 +87,13 @@ def weight_files(path: Path) -> list[Path]:
                      "shards, or pytorch_model.bin)")
 
 
-def check_activation(checkpoint: Checkpoint) -> None:
-    act = checkpoint.setting("hidden_act", "gelu")
-    if act not in EXACT_GELU:
-        raise NotRepresentable(f"hidden_act {act!r} cannot be represented: the zoo's feed-forward uses exact "
-                               "(erf) GELU only")
+def activation(checkpoint: Checkpoint, default: str = "gelu") -> str:
+    """The zoo's name for the checkpoint's hidden_act; refuses one the zoo does not compute."""
+    act = checkpoint.setting("hidden_act", default)
+    if act not in ACTIVATIONS:
+        raise NotRepresentable(f"hidden_act {act!r} cannot be represented: the zoo computes "
+                               f"{', '.join(sorted(ACTIVATIONS))} only")
+    return ACTIVATIONS[act]
 
 
 def zoo_config(**fields) -> TransformerConfig:

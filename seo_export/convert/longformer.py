@@ -8,7 +8,7 @@ tokens of right-padded input without global attention; the ``*_global`` projecti
 from __future__ import annotations
 
 from seo_export.convert.bert import encoder_config, encoder_notes, take_encoder, take_pooler
-from seo_export.convert.common import Checkpoint, Mapping, NotRepresentable, check_activation
+from seo_export.convert.common import Checkpoint, Mapping, NotRepresentable, activation
 
 MODEL_TYPE = "longformer"
 PREFIX = "longformer."
@@ -31,7 +31,7 @@ def window(checkpoint: Checkpoint, num_layers: int) -> int:
 
 
 def convert(checkpoint: Checkpoint, tensors: dict) -> tuple:
-    check_activation(checkpoint)  # no is_decoder or cross-attention: transformers' Longformer ignores both
+    activation(checkpoint)  # no is_decoder or cross-attention: transformers' Longformer ignores both
     pad = checkpoint.setting("pad_token_id", 1)
     if not isinstance(pad, int) or isinstance(pad, bool):
         raise NotRepresentable(f"pad_token_id {pad!r} cannot be represented: Longformer's position ids count "
@@ -57,3 +57,9 @@ def convert(checkpoint: Checkpoint, tensors: dict) -> tuple:
                    "pad_token_id only at padded positions; transformers' Longformer task models add global "
                    "attention (e.g. on the first token for classification), which this encoder does not")
     return config, m
+
+
+def classifier_activation(checkpoint: Checkpoint) -> str:
+    raise NotRepresentable("LongformerForSequenceClassification gives the first token global attention, which the "
+                           "zoo's local attention does not have, so its logits cannot be reproduced; pass "
+                           "--encoder-only (encoder_only=True) to convert the encoder alone")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from seo_export.convert.bert import check_encoder, encoder_config, encoder_notes, take_encoder, take_pooler
-from seo_export.convert.common import Checkpoint, Mapping, NotRepresentable
+from seo_export.convert.common import Checkpoint, Mapping, NotRepresentable, activation
 
 MODEL_TYPE = "roformer"
 PREFIX = "roformer."
@@ -62,3 +62,7 @@ def convert(checkpoint: Checkpoint, tensors: dict) -> tuple:
     take_pooler(m, config.hidden_size, "RoFormer has none")
     encoder_notes(m, config, pad)
     return config, m
+
+
+def classifier_activation(checkpoint: Checkpoint) -> str:
+    return activation(checkpoint)  # RoFormerClassificationHead: dense, hidden_act, out_proj

@@ -23,7 +23,7 @@ from seo_export.export import postprocess
 from seo_export.export.functions import DOMAIN, LANDMARK, LOCAL_WINDOW, OP_VERSION
 from seo_export.export.translation import translation_table
 from seo_export.export.internals import internal_names
-from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper, keep_in_fp32
+from seo_export.export.wrapper import INPUT_NAMES, ExportWrapper, keep_in_fp32, output_names
 from seo_export.models.attention import MultiHeadAttention
 from seo_export.models.transformer import SEOSpecificTransformer
 from seo_export.utils.files import atomic_path
@@ -108,7 +108,7 @@ def trace_to_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset:
                 module.fused_attention = True
     output_dtype = torch.float32 if io_dtype == "fp32" else torch.float16
     wrapper = ExportWrapper(model, output_dtype, with_internals=True).eval()
-    outputs = OUTPUT_NAMES + internal_names(model.config.num_layers)
+    outputs = output_names(model.config) + internal_names(model.config.num_layers)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -147,7 +147,7 @@ def build_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset: in
     proto = trace_to_onnx(model, precision, opset, io_dtype, tuple(keep_fp32))
     step("attaching seo functions and metadata")
     if not with_internals:
-        postprocess.keep_outputs(proto, OUTPUT_NAMES)
+        postprocess.keep_outputs(proto, output_names(model.config))
     postprocess.strip_trace_metadata(proto)
     postprocess.attach_functions(proto)
     if decomposed:

@@ -12,6 +12,13 @@ from seo_export.models.transformer import SEOSpecificTransformer
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("last_hidden_state", "pooler_output")
+#: Outputs without a sequence axis: one row per sample.
+PER_SAMPLE_OUTPUTS = ("pooler_output", "logits")
+
+
+def output_names(config) -> tuple[str, ...]:
+    """The graph contract's outputs: ``logits`` too when the model has a classification head."""
+    return OUTPUT_NAMES + (("logits",) if config.num_labels else ())
 
 
 class Fp32Island(nn.Module):
@@ -50,7 +57,7 @@ def keep_in_fp32(model: nn.Module, module_names: tuple[str, ...], source: nn.Mod
 
 
 class ExportWrapper(nn.Module):
-    """(input_ids, attention_mask) -> (last_hidden_state, pooler_output[, internals...])."""
+    """(input_ids, attention_mask) -> (last_hidden_state, pooler_output[, logits][, internals...])."""
 
     def __init__(self, model: SEOSpecificTransformer, output_dtype: torch.dtype | None = None,
                  with_internals: bool = False):
@@ -69,7 +76,7 @@ class ExportWrapper(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         self._attention_outputs.clear()
         out = self.model(input_ids, attention_mask, output_hidden_states=self.with_internals)
-        outputs = [out["last_hidden_state"], out["pooler_output"]]
+        outputs = [out[name] for name in output_names(self.model.config)]
         if self.output_dtype is not None:
             outputs = [o.to(self.output_dtype) for o in outputs]
         if self.with_internals:

@@ -12,6 +12,11 @@ from seo_export.errors import UsageError
 
 ATTENTION_TYPES = ("standard", "local", "sparse", "relative")
 POSITIONAL_ENCODING_TYPES = ("sinusoidal", "learned", "relative", "rotary")
+#: The feed-forward activation: exact (erf) GELU, or its tanh approximation (transformers' gelu_new).
+HIDDEN_ACTIVATIONS = ("gelu", "gelu_tanh")
+#: The classification head: "pooler" is BERT's (a linear layer on pooler_output); the others are a
+#: dense layer on the first token's hidden state, this activation, then the output layer.
+CLASSIFIER_ACTIVATIONS = ("pooler", "tanh", "gelu", "gelu_tanh")
 
 
 class ConfigError(UsageError, ValueError):
@@ -25,6 +30,7 @@ class TransformerConfig:
     num_heads: int = 12
     vocab_size: int = 30522
     intermediate_size: int = 3072
+    hidden_act: str = "gelu"
     dropout_rate: float = 0.1
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
@@ -36,6 +42,9 @@ class TransformerConfig:
     attention_num_landmarks: int = 64
     attention_pinv_iterations: int = 6
     attention_max_relative_position: int = 32
+    # Nystromformer's depthwise convolution over V (kernel x 1, per head) added to the attention
+    # output before the output projection; 0 means none.
+    attention_value_conv_kernel: int = 0
     positional_encoding_type: str = "sinusoidal"
     positional_encoding_max_len: int = 5000
     positional_encoding_max_relative_position: int = 32
@@ -44,6 +53,9 @@ class TransformerConfig:
     return_attention_weights: bool = False
     use_mixed_precision: bool = False
     gradient_checkpointing: bool = False
+    # Sequence classification: num_labels > 0 adds the head and a ``logits`` output.
+    num_labels: int = 0
+    classifier_activation: str = "pooler"
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -77,6 +89,15 @@ class TransformerConfig:
                 f"positional_encoding_type {self.positional_encoding_type!r} is unknown; "
                 f"valid: {', '.join(POSITIONAL_ENCODING_TYPES)}"
             )
+        for name, valid in (("hidden_act", HIDDEN_ACTIVATIONS), ("classifier_activation", CLASSIFIER_ACTIVATIONS)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name} {getattr(self, name)!r} is unknown; valid: {', '.join(valid)}")
+        if self.num_labels < 0:
+            raise ConfigError(f"num_labels must be >= 0 (0: no classification head), got {self.num_labels}")
+        kernel = self.attention_value_conv_kernel
+        if kernel < 0 or (kernel and kernel % 2 == 0):
+            raise ConfigError(f"attention_value_conv_kernel must be 0 (none) or an odd kernel size, got {kernel}: "
+                              "an even kernel would not keep the sequence length")
         if self.positional_encoding_type == "rotary" and self.head_dim % 2:
             raise ConfigError(
                 f"rotary encoding needs an even head dim (hidden_size / num_heads), got {self.head_dim}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from seo_export.models.activations import activation
 from seo_export.models.attention import AttentionFactory
 from seo_export.models.config import TransformerConfig
 from seo_export.models.positional import PositionalEncodingFactory, PositionContext
@@ -46,7 +46,10 @@ class TransformerLayer(nn.Module):
         self.attention = AttentionFactory.create_attention(
             config.attention_type, config.hidden_size, config.num_heads, **attention_kwargs(config)
         )
+        if config.attention_value_conv_kernel:
+            self.attention.add_value_conv(config.attention_value_conv_kernel)
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.activation = activation(config.hidden_act)
         self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output = nn.Linear(config.intermediate_size, config.hidden_size)
         self.output_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -55,8 +58,26 @@ class TransformerLayer(nn.Module):
     def forward(self, x, key_padding_mask, position: PositionContext, output_attentions: bool = False):
         attended, weights = self.attention(x, key_padding_mask, position, output_attentions)
         x = self.attention_norm(x + self.dropout(attended))
-        ffn = self.output(F.gelu(self.intermediate(x)))
+        ffn = self.output(self.activation(self.intermediate(x)))
         return self.output_norm(x + self.dropout(ffn)), weights
+
+
+class ClassificationHead(nn.Module):
+    """Sequence classification from the first token: BERT's linear layer on pooler_output
+    ("pooler"), or RoFormer/Longformer/Nystromformer's dense -> activation -> out_proj."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.uses_pooler = config.classifier_activation == "pooler"
+        if not self.uses_pooler:
+            self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+            self.activation = activation(config.classifier_activation)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        if self.uses_pooler:
+            return self.out_proj(pooled)
+        return self.out_proj(self.activation(self.dense(hidden[:, 0])))
 
 
 class SEOSpecificTransformer(nn.Module):
@@ -74,6 +95,7 @@ class SEOSpecificTransformer(nn.Module):
         self.embeddings = Embeddings(config, positional)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        self.classifier = ClassificationHead(config) if config.num_labels else None
         self.apply(self._init_weights)
 
     @property
@@ -139,8 +161,11 @@ class SEOSpecificTransformer(nn.Module):
                 hidden_states.append(hidden)
                 attentions.append(weights)
             pooled = torch.tanh(self.pooler(hidden[:, 0]))
+            logits = self.classifier(hidden, pooled) if self.classifier is not None else None
 
         result: dict = {"last_hidden_state": hidden, "pooler_output": pooled}
+        if logits is not None:
+            result["logits"] = logits
         if output_hidden_states:
             result["hidden_states"] = tuple(hidden_states)
         if output_attentions:

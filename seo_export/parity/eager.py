@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from seo_export.export.internals import internal_names
-from seo_export.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportWrapper
+from seo_export.export.wrapper import INPUT_NAMES, ExportWrapper, output_names
 
 
 class EagerModel:
@@ -17,7 +17,7 @@ class EagerModel:
     def __init__(self, model, dtype: torch.dtype = torch.float32):
         model = copy.deepcopy(model).eval().to(dtype)
         self.wrapper = ExportWrapper(model, torch.float32, with_internals=True).eval()
-        self.names = OUTPUT_NAMES + internal_names(model.config.num_layers)
+        self.names = output_names(model.config) + internal_names(model.config.num_layers)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in INPUT_NAMES]

@@ -10,7 +10,6 @@ import onnx
 
 from seo_export.export import postprocess
 from seo_export.export.internals import internal_names, module_of
-from seo_export.export.wrapper import OUTPUT_NAMES
 
 
 def with_internal_outputs(model_path: Path, num_layers: int, directory: Path) -> tuple[Path, dict[str, str]]:
@@ -47,4 +46,4 @@ def internals_workdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="seo-export-locate-")
 
 
-__all__ = ["OUTPUT_NAMES", "first_failure", "internals_workdir", "with_internal_outputs"]
+__all__ = ["first_failure", "internals_workdir", "with_internal_outputs"]

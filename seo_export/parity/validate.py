@@ -18,7 +18,7 @@ import torch
 from seo_export.utils.timing import interleaved_times, median
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.export import export_onnx
-from seo_export.export.wrapper import OUTPUT_NAMES
+from seo_export.export.wrapper import PER_SAMPLE_OUTPUTS, output_names
 from seo_export.models import TransformerConfig
 from seo_export.models.build import build_model, rebuild_model, weights_provenance
 from seo_export.parity import locate
@@ -84,7 +84,7 @@ def judge_for(precision: str, tolerances: Tolerances, real_mask: np.ndarray,
     """The rule for one precision: FP32 by atol/rtol, FP16 against eager FP16's own error."""
 
     def judge(name: str, actual: np.ndarray, expected: np.ndarray) -> Verdict:
-        seq_axis = name != "pooler_output"
+        seq_axis = name not in PER_SAMPLE_OUTPUTS
         if precision == "fp32":
             return check_fp32(actual, expected, real_mask, atol=tolerances.atol, rtol=tolerances.rtol,
                               has_seq_axis=seq_axis)
@@ -234,10 +234,11 @@ class Validator:
         baseline = eager16(case.feeds) if precision == "fp16" else None
         actual = runner.infer(case.feeds)
         judge = judge_for(precision, self.tolerances, case.real_mask, baseline)
-        verdicts = {name: judge(name, actual[name], expected[name]) for name in OUTPUT_NAMES}
+        names = output_names(run.config)
+        verdicts = {name: judge(name, actual[name], expected[name]) for name in names}
         verdict = combine(verdicts)
         outputs = {name: compare(actual[name], expected[name], case.real_mask, rtol=self.tolerances.rtol,
-                                 has_seq_axis=name != "pooler_output") for name in OUTPUT_NAMES}
+                                 has_seq_axis=name not in PER_SAMPLE_OUTPUTS) for name in names}
         # Like with like: an FP16 graph against eager FP16. One untimed call each first: a session's
         # first call pays for allocation and planning.
         eager = eager16 if precision == "fp16" else eager32
@@ -259,8 +260,8 @@ class Validator:
             with make_runner(backend, probe, Path(tmp), case.seq, case.batch) as runner:
                 values = runner.infer(case.feeds)
         failure = locate.first_failure(judge, values, expected, mapping, layers)
-        # Every internal passes: what remains is the pooler (or the final cast).
-        module = "pooler" if failure is None else failure[0]
+        # Every internal passes: what remains is the pooler and classifier (or the final cast).
+        module = ("classifier" if run.config.num_labels else "pooler") if failure is None else failure[0]
         if precision != "fp16":
             return make_break(module)
         blocker = self._island_blocker(run, model, precision, module)
@@ -269,7 +270,7 @@ class Validator:
         island = self._export(run, model, precision, keep_fp32=(module,))
         with make_runner(backend, island, self.workdir, case.seq, case.batch) as runner:
             again = runner.infer(case.feeds)
-        fixed = combine({n: judge(n, again[n], expected[n]) for n in OUTPUT_NAMES}).passed
+        fixed = combine({n: judge(n, again[n], expected[n]) for n in output_names(run.config)}).passed
         return make_break(module, fixed, f"--keep-fp32 {module}" if fixed else None)
 
 

@@ -15,6 +15,9 @@ FAMILIES = {  # model_type -> (config class, base model class, settings beyond T
     "bert": ("BertConfig", "BertModel", {}),
     "roformer": ("RoFormerConfig", "RoFormerModel", {}),
     "longformer": ("LongformerConfig", "LongformerModel", {"attention_window": 4}),
+    # num_landmarks == segment_means_seq_len, as in every published checkpoint: full softmax attention.
+    "nystromformer": ("NystromformerConfig", "NystromformerModel",
+                      {"conv_kernel_size": 5, "num_landmarks": 16, "segment_means_seq_len": 16}),
 }
 LENGTHS = (13, 9, 1)  # right padding: a full row, a padded one, a single token
 

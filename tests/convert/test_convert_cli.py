@@ -44,14 +44,14 @@ def test_convert_then_export_with_the_output(checkpoint, tmp_path, capsys):
 @pytest.mark.parametrize("setup, fragments", [
     ("missing", ("is not a directory",)),
     ("empty", ("has no config.json",)),
-    ("head", ("BertForSequenceClassification", "--encoder-only")),
+    ("head", ("BertForPreTraining", "--encoder-only")),
 ])
 def test_cli_errors_are_one_line_exit_2_and_write_nothing(setup, fragments, checkpoint, tmp_path, capsys):
     source = tmp_path / "in"
     if setup == "empty":
         source.mkdir()
     elif setup == "head":
-        copy_checkpoint(checkpoint("bert", "BertForSequenceClassification")[0], source)
+        copy_checkpoint(checkpoint("bert", "BertForPreTraining")[0], source)
     before = sorted(tmp_path.iterdir())
     code, captured = convert(capsys, source, "-o", tmp_path / "out")
     assert code == 2

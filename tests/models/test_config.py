@@ -21,6 +21,11 @@ from seo_export.models import ConfigError
     ({"dropout_rate": 1.5}, r"dropout_rate must be in \[0, 1\)"),
     ({"hidden_size": "768"}, "hidden_size must be of type int"),
     ({"use_causal_mask": 1}, "use_causal_mask must be of type bool"),
+    ({"hidden_act": "relu"}, "hidden_act 'relu' is unknown; valid: gelu, gelu_tanh"),
+    ({"classifier_activation": "relu"}, "classifier_activation 'relu' is unknown; valid: pooler, tanh"),
+    ({"num_labels": -1}, "num_labels must be >= 0"),
+    ({"attention_value_conv_kernel": 4}, "odd kernel size, got 4"),
+    ({"attention_value_conv_kernel": -3}, "odd kernel size, got -3"),
 ])
 def test_invalid_values_are_rejected_with_the_field_named(changes, match):
     with pytest.raises(ConfigError, match=match):

@@ -29,6 +29,13 @@ class AttentionBase(nn.Module):
         self.k_proj = nn.Linear(d_model, d_model)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
+        self.value_conv: nn.Conv2d | None = None
+
+    def add_value_conv(self, kernel: int) -> None:
+        """Nystromformer's depthwise convolution over V along the sequence, per head, added to the
+        attention output: over every position, padding included, as transformers computes it."""
+        self.value_conv = nn.Conv2d(self.num_heads, self.num_heads, (kernel, 1), padding=(kernel // 2, 0),
+                                    bias=False, groups=self.num_heads)
 
     @property
     def active_dropout(self) -> float:
@@ -53,6 +60,8 @@ class AttentionBase(nn.Module):
             cos, sin = position.rotary
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         out, weights = self.attend(q, k, v, key_padding_mask, position.rel_bias, output_attentions, query_plain)
+        if self.value_conv is not None:
+            out = out + self.value_conv(v)
         batch, _, seq, _ = out.shape
         out = out.transpose(1, 2).reshape(batch, seq, self.d_model)
         return self.out_proj(out), weights
