@@ -95,4 +95,4 @@ def eager(model, feeds, dtype=torch.float32):
     model = copy.deepcopy(model).to(dtype)
     with torch.no_grad():
         out = model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
-    return {k: out[k].float().numpy() for k in ("last_hidden_state", "pooler_output")}
+    return {k: v.float().numpy() for k, v in out.items()}
