@@ -92,6 +92,8 @@ class SweepSettings:
     threads: int | None = None  # None: torch's current setting, given to ORT's intra-op pool too
     memory: bool = True
     memory_timeout_s: float = 900.0
+    #: Given inputs (e.g. tokenized text) timed instead of seeded ids: one point, batches and seqs their shape.
+    feeds: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -217,6 +219,10 @@ def check_settings(settings: SweepSettings) -> None:
             raise UsageError(f"--{name} needs positive integers, got {list(values)}")
     if settings.iterations <= 0 or settings.warmup < 0:
         raise UsageError("--iterations must be > 0 and --warmup >= 0")
+    if settings.feeds is not None and [list(settings.batches), list(settings.seqs)] != [
+            [n] for n in settings.feeds["input_ids"].shape]:
+        raise UsageError(f"given inputs of shape {tuple(settings.feeds['input_ids'].shape)} are one point: "
+                         f"batch and seq must be theirs, got {list(settings.batches)} and {list(settings.seqs)}")
     for variant in settings.variants:  # ConfigError (one line) for e.g. causal sparse, before any work
         variant_config(settings.base_config, variant)
 
@@ -343,6 +349,10 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         if settings.memory else "not measured",
         # The machine is shared: its load during the run says how much to trust absolute times.
         "load_average_1min": {"start": load_before, "end": load_average()},
+        "inputs": ("seeded random ids, every position real" if settings.feeds is None else
+                   f"given ids [{', '.join(map(str, settings.feeds['input_ids'].shape))}], "
+                   f"{int(settings.feeds['attention_mask'].sum())} real tokens; the peak-memory probe runs seeded "
+                   "ids of that shape"),
         "model": {k: v for k, v in variant_config(settings.base_config, settings.variants[0]).to_dict().items()
                   if k not in ("attention_type", "positional_encoding_type", "use_causal_mask")},
     }
@@ -357,7 +367,7 @@ def _measure_point(settings: SweepSettings, variant: Variant, config: Transforme
                    device: str) -> list[dict]:
     from seo_export.parity.report import bench_result
 
-    feeds = bench_inputs(batch, seq, config.vocab_size, settings.seed)
+    feeds = settings.feeds if settings.feeds is not None else bench_inputs(batch, seq, config.vocab_size, settings.seed)
     contenders = {name: (lambda r=runner: r.infer(feeds)) for name, runner in runners.items()}
     samples = interleaved_times(contenders, rounds=settings.iterations, warmup=settings.warmup)
     results = []

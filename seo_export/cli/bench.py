@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from seo_export.cli.text_inputs import add_text_arguments, text_inputs
 from seo_export.errors import UsageError
 
 DEFAULT_BACKENDS = "torch,ort,trt"
@@ -33,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--backends", default=DEFAULT_BACKENDS,
                            help=f"comma-separated, from torch (eager), ort, trt (default {DEFAULT_BACKENDS}; "
                                 "trt is skipped with the reason where TensorRT or a GPU is missing)")
-    run_group.add_argument("--batch", default="1", metavar="B[,B]", help="batch sizes (default 1)")
-    run_group.add_argument("--seq", default="512", metavar="S[,S]", help="sequence lengths (default 512)")
+    run_group.add_argument("--batch", metavar="B[,B]", help="batch sizes (default 1; with --text: the texts)")
+    run_group.add_argument("--seq", metavar="S[,S]",
+                           help="sequence lengths (default 512; with --text: the texts' padded length)")
     run_group.add_argument("--warmup", default="2", metavar="N", help="untimed calls per backend first (default 2)")
     run_group.add_argument("--iterations", default="10", metavar="N",
                            help="timed calls per backend, interleaved (default 10; with 5 or more each speedup "
@@ -44,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--no-memory", action="store_true",
                            help="skip the peak-memory probe (one extra process per backend and point)")
     parser.add_argument("--report-dir", metavar="DIR", help="write report.json, report.md and report.html here")
+    add_text_arguments(parser, note="Bench then times one point, batch = the texts and seq = their padded length, "
+                                    "on these very ids; the peak-memory probe runs seeded ids of the same shape "
+                                    "(these models' cost depends on the shape only)")
 
 
 def int_list(text: str, flag: str) -> list[int]:
@@ -130,7 +135,8 @@ def settings_markdown(report: dict, command: str) -> str:
              f"- allocator: {allocator_line(env.get('allocator'))}",
              f"- load average (1 min) at start / end: {bench.get('load_average_1min', {}).get('start')} / "
              f"{bench.get('load_average_1min', {}).get('end')}",
-             f"- peak MB: {bench.get('peak_mb')}"]
+             f"- peak MB: {bench.get('peak_mb')}",
+             f"- inputs: {bench.get('inputs', 'seeded random ids')}"]
     for skip in env.get("skipped", []):
         where = skip.get("backend") or f"{skip['variant']} b{skip['batch']} s{skip['seq']}"
         lines.append(f"- skipped {where}: {skip['reason']}")
@@ -141,7 +147,7 @@ def settings_markdown(report: dict, command: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from seo_export.bench.sweep import SweepSettings, check_settings, run_sweep, usable_backends
+    from seo_export.bench.sweep import SweepSettings, check_settings, run_sweep, usable_backends, variant_config
     from seo_export.cli.common import progress_lines
     from seo_export.parity.report import summary_table, write_report_dir
     from seo_export.parity.report.json_report import write_errors
@@ -149,9 +155,14 @@ def run(args: argparse.Namespace) -> int:
 
     base, variants = selection(args)
     backends = name_list(args.backends)
+    texts = text_inputs(args, {"--batch": args.batch, "--seq": args.seq}, args.max_length)
+    feeds = None
+    if texts is not None:  # one point: the texts' padded batch, within every variant's limit
+        feeds = texts.feeds([variant_config(base, variant) for variant in variants])
+        args.batch, args.seq = (str(n) for n in feeds["input_ids"].shape)
     settings = SweepSettings(
         variants=variants, base_config=base, backends=backends,
-        batches=int_list(args.batch, "--batch"), seqs=int_list(args.seq, "--seq"),
+        batches=int_list(args.batch or "1", "--batch"), seqs=int_list(args.seq or "512", "--seq"), feeds=feeds,
         warmup=one_int(args.warmup, "--warmup", minimum=0), iterations=one_int(args.iterations, "--iterations"),
         seed=args.seed, threads=one_int(args.threads, "--threads"), memory=not args.no_memory,
     )

@@ -13,6 +13,7 @@ from rich.table import Table
 from seo_export.backends.tensorrt.profiles import INPUT_NAMES
 from seo_export.cli import arrays
 from seo_export.cli.common import positive_int, require
+from seo_export.cli.text_inputs import add_text_arguments, text_inputs
 from seo_export.errors import UsageError
 
 BACKENDS = ("trt", "ort", "torch")
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-manifest-check", action="store_true",
                         help="trt: load an engine even if its manifest is missing or does not match this machine")
     parser.add_argument("--verbose", action="store_true", help="trt: print TensorRT's log")
+    add_text_arguments(parser, note="Instead of --inputs or random inputs; --output holds the outputs of the "
+                                    "padded batch, --save-inputs the tokenized ids and mask")
 
 
 def backend_for(path: Path, requested: str | None) -> str:
@@ -210,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.model)
     backend = backend_for(path, args.backend)
     require(not (args.inputs and (args.batch or args.seq_len)), "give --inputs or --batch/--seq-len, not both")
+    texts = text_inputs(args, {"--inputs": args.inputs, "--batch/--seq-len": args.batch or args.seq_len},
+                        args.max_length)
     output = Path(args.output) if args.output else None
     if output is not None:
         arrays.check_path(output, "--output")
@@ -223,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
         torch_model = torch_model_from_onnx(path, args.checkpoint)
     config = model_config(path, backend)
     vocab_size = (config or {}).get("vocab_size")
-    if args.inputs:
+    if texts is not None:  # the padded batch of the texts, within the model's limit and vocabulary
+        feeds = validate_inputs(texts.feeds(config), vocab_size)
+    elif args.inputs:
         feeds = read_inputs(args.inputs, vocab_size)
     else:
         feeds = random_inputs(args.batch or 1, args.seq_len or 128, vocab_size, args.seed)
