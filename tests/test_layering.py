@@ -9,9 +9,12 @@ import pytest
 import seo_export
 import seo_plugins
 
-#: seo_export's layers, low to high. ops is below models: model layers call the seo ops. convert
-#: (Hugging Face checkpoints -> the zoo) needs only models.
-LAYERS = ("errors", "utils", "ops", "models", "convert", "export", "backends", "parity", "bench", "cli")
+#: seo_export's layers, low to high. ops is below models: model layers call the seo ops. text
+#: (tokenizer.json -> input ids) needs a model's config for its length limit. convert (Hugging Face
+#: checkpoints -> the zoo) needs only models. serve (Triton model repositories and server) reads export
+#: metadata and engine manifests, and its benchmark writes results through bench.
+LAYERS = ("errors", "utils", "ops", "models", "text", "convert", "export", "backends", "parity", "bench", "serve",
+          "cli")
 RANK = {layer: i for i, layer in enumerate(LAYERS)}
 ROOTS = {package.__name__: Path(package.__file__).parent for package in (seo_export, seo_plugins)}
 

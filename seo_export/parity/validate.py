@@ -65,6 +65,9 @@ class VariantRun:
     model_file: Path | None = None  # validate this file instead of exporting
     # export_onnx arguments of ``model_file`` (precision, opset, ...), read from its metadata
     file_options: dict = field(default_factory=dict)
+    # validate --hf: a transformers_reference.TransformersReference; its converted weights are the
+    # model's, and its transformers model is checked against eager zoo PyTorch beside the backends
+    reference: object | None = None
 
     @property
     def variant(self) -> dict:
@@ -159,6 +162,8 @@ class Validator:
         return self.outcome
 
     def _eager_model(self, run: VariantRun):
+        if run.reference is not None and run.checkpoint is None:  # the converted weights, as a file in workdir
+            run.checkpoint = str(run.reference.save_weights(self.workdir))
         if run.model_file is None:
             return build_model(run.config, run.seed, run.checkpoint, run.init)
         return rebuild_model(run.config, self._provenance(run), run.checkpoint)
@@ -211,6 +216,9 @@ class Validator:
             backends_for_file(run.model_file, run.file_options["precision"], self.backends)
         label = variant_label(run.variant)
         model = self._eager_model(run)
+        if run.reference is not None:
+            cases = run.reference.prepare_cases(cases)
+            self._check_reference(run, model, cases)
         eager32 = EagerModel(model, torch.float32)
         eager16 = None
         longest = max(cases, key=lambda c: c.seq)
@@ -228,6 +236,14 @@ class Validator:
                 for case in cases:
                     self.progress(f"{label}: {backend} on {case.name} (seq {case.seq})")
                     self._check_case(run, model, backend, precision, runner, case, eager32, eager16, path)
+
+    def _check_reference(self, run: VariantRun, model, cases: list[InputCase]) -> None:
+        """validate --hf: the conversion's check, eager zoo PyTorch (FP32) against transformers, per case."""
+        label = variant_label(run.variant)
+        for case in cases:
+            self.progress(f"{label}: transformers on {case.name} (seq {case.seq})")
+            self.outcome.results.append(run.reference.check_case(
+                model, run.variant, case, self.tolerances.atol, self.tolerances.rtol, self.find_break))
 
     def _check_case(self, run, model, backend, precision, runner, case, eager32, eager16, path) -> None:
         expected = eager32(case.feeds)

@@ -10,7 +10,7 @@ import statistics
 from rich.table import Table
 from rich.text import Text
 
-from seo_export.parity.report.schema import variant_label
+from seo_export.parity.report.schema import result_check, variant_label
 from seo_export.parity.tolerance import Verdict
 
 # Measured and Threshold come from one case, the one closest to (or furthest past) its bar: for
@@ -88,7 +88,15 @@ def _bench_columns(fp16_baseline: bool) -> tuple[str, ...]:
 
 
 def summary_note(report: dict) -> str | None:
-    """Which speedup is the headline, when a bench report has two per point."""
+    """Which speedup is the headline, when a bench report has two per point; what the rows of a
+    validate report with conversion checks (``validate --hf``) compare."""
+    if report["kind"] == "validate":
+        references = sorted({r["backend"] for r in report["results"] if result_check(r) == "conversion"})
+        if not references:
+            return None
+        return (f"Backend {', '.join(references)} checks the conversion: eager zoo PyTorch against the "
+                f"{', '.join(references)} model (FP32 rule, valid tokens). The other backends check the export "
+                "against eager zoo PyTorch.")
     if not has_fp16_baseline(report):
         return None
     fp16 = sorted({r["backend"] for r in report["results"] if r.get("precision") == "fp16"})
@@ -121,8 +129,13 @@ def failure_lines(report: dict) -> list[str]:
         if r["verdict"]["passed"]:
             continue
         case = r["input"]
-        line = (f"{variant_label(r['variant'])} on {r['backend']}, input {case['name']}"
-                f" (batch {case['batch']}, seq {case['seq']}): {r['verdict']['reason']}")
+        if result_check(r) == "conversion":  # validate --hf: say that the conversion, not the export, differs
+            line = (f"{variant_label(r['variant'])}: the conversion differs from {r['backend']} (eager zoo PyTorch "
+                    f"vs {r['backend']}, not the export), input {case['name']}"
+                    f" (batch {case['batch']}, seq {case['seq']}): {r['verdict']['reason']}")
+        else:
+            line = (f"{variant_label(r['variant'])} on {r['backend']}, input {case['name']}"
+                    f" (batch {case['batch']}, seq {case['seq']}): {r['verdict']['reason']}")
         brk = r.get("break")
         if brk:
             line += f"; first leaves tolerance at {break_place(brk)}"

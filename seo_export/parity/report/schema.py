@@ -19,6 +19,10 @@ from seo_export.utils.timing import percentile
 SCHEMA_VERSION = "1"
 TOOL_NAME = "seo-export"
 KINDS = ("validate", "bench")
+#: What a validate result tests: ``export``, a backend's output against eager zoo PyTorch (the default,
+#: when ``check`` is absent); ``conversion``, eager zoo PyTorch against the transformers model it was
+#: converted from (``validate --hf``, backend ``transformers``).
+CHECKS = ("export", "conversion")
 
 
 class ReportSchemaError(UsageError):
@@ -43,10 +47,14 @@ def make_input(batch: int, seq: int, name: str) -> dict:
 
 def validate_result(variant: dict, backend: str, input_case: dict, outputs: dict[str, dict], verdict, *,
                     backend_s: float | None = None, eager_s: float | None = None, eager_precision: str = "fp32",
-                    break_: dict | None = None) -> dict:
+                    break_: dict | None = None, check: str | None = None) -> dict:
     """One variant x backend x input case. ``verdict`` is a ``tolerance.Verdict`` or its dict;
     ``input_case`` is ``make_input(...)``; ``outputs`` maps output names to ``metrics.compare`` dicts;
-    ``eager_s`` was timed in ``eager_precision`` (the graph's own, so speedups compare like with like)."""
+    ``eager_s`` was timed in ``eager_precision`` (the graph's own, so speedups compare like with like).
+    ``check`` is what the result tests (``CHECKS``): ``conversion`` for eager zoo PyTorch against the
+    transformers model (``validate --hf``); absent for the export (a backend against eager zoo PyTorch)."""
+    if check is not None and check not in CHECKS:
+        raise ValueError(f"check must be one of {', '.join(CHECKS)}, got {check!r}")
     verdict = verdict.to_dict() if hasattr(verdict, "to_dict") else dict(verdict)
     speedup = eager_s / backend_s if backend_s and eager_s else None
     result = {
@@ -60,7 +68,14 @@ def validate_result(variant: dict, backend: str, input_case: dict, outputs: dict
     }
     if break_ is not None:
         result["break"] = break_
+    if check is not None and check != "export":
+        result["check"] = check
     return result
+
+
+def result_check(result: dict) -> str:
+    """What a validate result tests: ``export`` (the default) or ``conversion``."""
+    return result.get("check", "export")
 
 
 def make_break(module: str, fixed_by_fp32: bool | None = None, flag: str | None = None,
@@ -211,6 +226,8 @@ def _check_validate_result(result: dict, where: str, problems: list[str]) -> Non
     _fields(result["timings"], TIMINGS, f"{where}.timings", problems)
     if "break" in result:
         _fields(result["break"], BREAK, f"{where}.break", problems)
+    if result.get("check", "export") not in CHECKS:
+        problems.append(f"{where}.check: expected one of {', '.join(CHECKS)}, got {result.get('check')!r}")
     for name, metrics in result["outputs"].items():
         out = f"{where}.outputs.{name}"
         if not _fields(metrics, OUTPUT_METRICS, out, problems):
