@@ -22,7 +22,14 @@ COMMANDS = {
     "run": "Run inference on an engine (TensorRT) or an ONNX file (ONNX Runtime or eager PyTorch); print latency.",
     "bench": "Benchmark variants on eager PyTorch, ONNX Runtime and TensorRT: latency, speedup, peak memory.",
     "plugins": "Compile the seo plugin kernels ahead of time to PTX (`plugins compile`), no GPU needed.",
+    "triton-repo": "Write a Triton Inference Server model repository for an ONNX file or engine (config.pbtxt, model.py).",
+    "serve": "Serve a model repository on a Triton Inference Server on 127.0.0.1 until SIGINT/SIGTERM.",
 }
+
+
+def module_name(command: str) -> str:
+    """The module under seo_export.cli of a command: dashes become underscores (triton-repo -> triton_repo)."""
+    return f"seo_export.cli.{command.replace('-', '_')}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(f"seo_export.cli.{name}").add_arguments(command)
+        importlib.import_module(module_name(name)).add_arguments(command)
     return parser
 
 
@@ -44,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(f"seo_export.cli.{args.command}")
+    module = importlib.import_module(module_name(args.command))
     try:
         return module.run(args)
     except SeoExportError as exc:
