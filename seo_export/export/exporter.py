@@ -33,7 +33,9 @@ MIN_OPSET, MAX_OPSET = 18, 23
 # Erf pattern of five ops (about 2x slower in ORT, see seo_export.bench.ort_kernels).
 DEFAULT_OPSET = 20
 ATTENTION_OP_OPSET = 23  # ONNX's Attention op for standard attention from here on
-PRECISIONS = ("fp32", "fp16")
+# int8: the FP32 export with its linear layers dynamically quantized by ONNX Runtime (export.quantize),
+# for ONNX Runtime on a CPU; TensorRT does not build it.
+PRECISIONS = ("fp32", "fp16", "int8")
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's hard limit for one message
 METADATA_PREFIX = "seo_export."
 
@@ -62,6 +64,9 @@ def _check_arguments(precision: str, opset: int, io_dtype: str) -> None:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if io_dtype not in ("fp32", "fp16"):
         raise UsageError(f"io dtype must be fp32 or fp16, got {io_dtype!r}")
+    if precision == "int8" and io_dtype != "fp32":
+        raise UsageError("--precision int8 computes in FP32 around INT8 linear layers and has FP32 inputs and "
+                         "outputs; --io-dtype fp16 does not apply to it")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise UsageError(
             f"opset {opset} is not supported: seo-export writes opsets {MIN_OPSET} to {MAX_OPSET} "
@@ -139,9 +144,14 @@ def metadata_for(model: SEOSpecificTransformer, precision: str, opset: int, io_d
 
 def build_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset: int = DEFAULT_OPSET,
                decomposed: bool = False, io_dtype: str = "fp32", with_internals: bool = False,
-               progress=None, weights: dict | None = None, keep_fp32: tuple[str, ...] = ()) -> onnx.ModelProto:
-    """The finished ModelProto (checked), without writing it."""
+               progress=None, weights: dict | None = None, keep_fp32: tuple[str, ...] = (),
+               quantization=None) -> onnx.ModelProto:
+    """The finished ModelProto (checked), without writing it. ``precision="int8"``: the FP32 graph, then
+    ``export.quantize.quantize_model`` with ``quantization`` (a QuantizationSettings; None: the defaults)."""
     _check_arguments(precision, opset, io_dtype)
+    if quantization is not None and precision != "int8":
+        raise UsageError("quantization settings apply only to --precision int8")
+    int8, precision = precision == "int8", ("fp32" if precision == "int8" else precision)
     step = progress or (lambda message: None)
     step("tracing the model with torch.onnx")
     proto = trace_to_onnx(model, precision, opset, io_dtype, tuple(keep_fp32))
@@ -158,6 +168,13 @@ def build_onnx(model: SEOSpecificTransformer, precision: str = "fp32", opset: in
     step("checking the model")
     if proto.ByteSize() < EXTERNAL_DATA_THRESHOLD:
         onnx.checker.check_model(proto, full_check=True)
+    if int8:
+        from seo_export.export.quantize import quantize_model  # onnxruntime.quantization: only when asked
+
+        step("quantizing the linear layers to INT8 (onnxruntime.quantization)")
+        proto = quantize_model(proto, quantization)
+        if proto.ByteSize() < EXTERNAL_DATA_THRESHOLD:
+            onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
@@ -186,13 +203,14 @@ def save_model(proto: onnx.ModelProto, path: Path) -> bytes | None:
 def export_onnx(model: SEOSpecificTransformer, path: str | os.PathLike, precision: str = "fp32",
                 opset: int = DEFAULT_OPSET, decomposed: bool = False, io_dtype: str = "fp32",
                 with_internals: bool = False, progress=None, weights: dict | None = None,
-                keep_fp32: tuple[str, ...] = ()) -> ExportResult:
+                keep_fp32: tuple[str, ...] = (), quantization=None) -> ExportResult:
     """Export ``model`` to ``path``: one seo:: node per local/landmark attention call, each with a
     portable function body; ``decomposed`` inlines them. The file appears only when complete.
 
     ``weights`` records where the weights came from ({"seed": n} or {"checkpoint_sha256": h});
     ``keep_fp32`` names modules (e.g. ``layers.3.attention``) an FP16 export keeps in FP32;
-    ``with_internals`` keeps every layer's output as a graph output.
+    ``with_internals`` keeps every layer's output as a graph output; ``quantization`` (a
+    ``export.quantize.QuantizationSettings``) sets how ``precision="int8"`` quantizes.
     """
     path = Path(path)
     if path.is_dir():
@@ -201,7 +219,8 @@ def export_onnx(model: SEOSpecificTransformer, path: str | os.PathLike, precisio
         raise UsageError(f"output folder {path.parent} does not exist; create it first")
     if not os.access(path.parent if str(path.parent) else ".", os.W_OK):
         raise UsageError(f"cannot write to {path.parent}: permission denied")
-    proto = build_onnx(model, precision, opset, decomposed, io_dtype, with_internals, progress, weights, keep_fp32)
+    proto = build_onnx(model, precision, opset, decomposed, io_dtype, with_internals, progress, weights, keep_fp32,
+                       quantization)
     if progress:
         progress(f"writing {path}")
     data = save_model(proto, path)

@@ -189,7 +189,7 @@ def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"opset": 17}, "opset 17 is not supported"),
-    ({"precision": "int8"}, "precision must be one of"),
+    ({"precision": "int4"}, "precision must be one of"),
 ])
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=match):

@@ -101,7 +101,14 @@ SEO_ATTENTION_TYPES = ("local", "sparse")
 def check_graph_is_for_tensorrt(model) -> None:
     """Refuse what ONNX Runtime's offline optimizer writes (``optimized_model_filepath``): it inlines
     the seo function bodies, so TensorRT would build them without the plugin kernels, and from its
-    EXTENDED level on it adds com.microsoft ops that TensorRT's parser does not know."""
+    EXTENDED level on it adds com.microsoft ops that TensorRT's parser does not know. Refuse INT8
+    dynamic-quantized graphs too (``export --precision int8``): they are for ONNX Runtime on a CPU."""
+    from seo_export.export.quantize import QUANTIZED_OPS, is_dynamic_int8
+
+    if is_dynamic_int8(model) or metadata_value(model, "precision") == "int8":
+        raise UsageError(f"this is an INT8 dynamic-quantized graph for ONNX Runtime on a CPU: TensorRT takes explicit "
+                         f"Q/DQ quantization, not {'/'.join(QUANTIZED_OPS)}; for TensorRT export with "
+                         "`seo-export export --precision fp16`")
     contrib = sorted({node.op_type for node in model.graph.node if node.domain == "com.microsoft"})
     if contrib:
         raise UsageError(f"the graph holds ONNX Runtime's own ops ({', '.join(contrib[:3])} in com.microsoft), which "
