@@ -46,10 +46,12 @@ from seo_export.models.config import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES,
 from seo_export.utils.environment import collect_environment, load_average
 from seo_export.utils.timing import SETTLE_S, interleaved_times, median, speedup_interval
 
-BACKENDS = ("torch", "ort", "trt")
+BACKENDS = ("torch", "ort", "ort-int8", "trt")
 EAGER_FP16 = "torch-fp16"  # eager PyTorch in half precision: the baseline of FP16 backends
-#: What each timed backend computes in: trt builds the FP16 export, ort runs the FP32 one.
-PRECISION = {"torch": "fp32", EAGER_FP16: "fp16", "ort": "fp32", "trt": "fp16"}
+#: What each timed backend computes in: trt builds the FP16 export, ort runs the FP32 one, ort-int8
+#: the FP32 one with its linear layers quantized by ONNX Runtime (export.quantize).
+PRECISION = {"torch": "fp32", EAGER_FP16: "fp16", "ort": "fp32", "ort-int8": "int8", "trt": "fp16"}
+ORT_BACKENDS = ("ort", "ort-int8")
 #: Every attention kind x positional encoding, non-causal: what ``--all`` benches.
 ALL_VARIANTS = tuple((a, p, False) for a in ATTENTION_TYPES for p in POSITIONAL_ENCODING_TYPES)
 
@@ -269,6 +271,7 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
 
     from seo_export.backends.ort_runner import OrtRunner
     from seo_export.export import export_onnx
+    from seo_export.export.quantize import quantize_file
     from seo_export.models.build import build_model
     from seo_export.parity.report import bench_report
 
@@ -298,16 +301,19 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
         for variant in settings.variants:
             config = variant_config(settings.base_config, variant)
             model = build_model(config, settings.seed)
-            onnx_path = directory / f"{variant.file_stem}.onnx"
+            onnx_paths = {"ort": directory / f"{variant.file_stem}.onnx",
+                          "ort-int8": directory / f"{variant.file_stem}-int8.onnx"}
             step(f"{variant.label}: exporting to ONNX")
-            if "ort" in backends:
-                export_onnx(model, onnx_path, precision="fp32")
+            if any(name in backends for name in ORT_BACKENDS):
+                export_onnx(model, onnx_paths["ort"], precision="fp32")
+            if "ort-int8" in backends:
+                quantize_file(onnx_paths["ort"], onnx_paths["ort-int8"])  # the FP32 export, not traced again
             runners = {}
             for name in backends:
                 if name == "torch":
                     runners.update(eager_runners(model, device, fp16=fp16_reason is None))
-                elif name == "ort":
-                    runners[name] = OrtRunner(onnx_path, intra_op_threads=threads)
+                elif name in ORT_BACKENDS:
+                    runners[name] = OrtRunner(onnx_paths[name], intra_op_threads=threads)
                 else:
                     runners[name] = _trt_runner(settings, model, directory, variant)
             step(f"{variant.label}: exported", advance=1)
@@ -323,7 +329,7 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
                         step(f"{variant.label} b{batch} s{seq}: skipped", advance=1)
                         continue
                     step(f"{variant.label} b{batch} s{seq}: timing {', '.join(runners)}")
-                    results += _measure_point(settings, variant, config, runners, batch, seq, onnx_path,
+                    results += _measure_point(settings, variant, config, runners, batch, seq, onnx_paths,
                                               threads, ort_intra, device)
                     step(f"{variant.label} b{batch} s{seq}: done", advance=1)
             del model, runners
@@ -363,26 +369,40 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
 
 
 def _measure_point(settings: SweepSettings, variant: Variant, config: TransformerConfig, runners: dict,
-                   batch: int, seq: int, onnx_path: Path, threads: int, ort_intra: int | None,
+                   batch: int, seq: int, onnx_paths: dict[str, Path], threads: int, ort_intra: int | None,
                    device: str) -> list[dict]:
     from seo_export.parity.report import bench_result
 
     feeds = settings.feeds if settings.feeds is not None else bench_inputs(batch, seq, config.vocab_size, settings.seed)
     contenders = {name: (lambda r=runner: r.infer(feeds)) for name, runner in runners.items()}
     samples = interleaved_times(contenders, rounds=settings.iterations, warmup=settings.warmup)
+    accuracy = int8_accuracy(runners, feeds)
     results = []
     for name, times in samples.items():
         speedup, interval = speedup_against("torch", name, samples)
         speedup_fp16, interval_fp16 = speedup_against(EAGER_FP16, name, samples)
         peak = None
-        if settings.memory and name in ("torch", "ort"):
-            peak = _probe(name, config, settings, batch, seq, onnx_path, threads, device)
-        backend_threads = threads if name in ("torch", EAGER_FP16) else ort_intra if name == "ort" else None
+        if settings.memory and name in ("torch", *ORT_BACKENDS):
+            peak = _probe(name, config, settings, batch, seq, onnx_paths.get(name), threads, device)
+        backend_threads = threads if name in ("torch", EAGER_FP16) else ort_intra if name in ORT_BACKENDS else None
         results.append(bench_result(variant.as_dict(), name, batch, seq, times, speedup_vs_torch=speedup,
                                     speedup_ci95=interval, speedup_vs_torch_fp16=speedup_fp16,
                                     speedup_fp16_ci95=interval_fp16, precision=PRECISION[name], peak_mb=peak,
-                                    threads=backend_threads))
+                                    threads=backend_threads, accuracy=accuracy if name == "ort-int8" else None))
     return results
+
+
+def int8_accuracy(runners: dict, feeds: dict[str, np.ndarray]) -> dict | None:
+    """The INT8 rule's figures (parity.quantized) for ort-int8 against eager FP32 on the timed inputs;
+    None unless both were benched."""
+    if "ort-int8" not in runners or "torch" not in runners:
+        return None
+    from seo_export.parity.quantized import int8_figures
+
+    expected = runners["torch"].infer(feeds)
+    actual = runners["ort-int8"].infer(feeds)
+    return int8_figures(actual, {k: v for k, v in expected.items() if k in actual},
+                        feeds["attention_mask"].astype(bool))
 
 
 def speedup_against(baseline: str, name: str, samples: dict[str, list[float]]):

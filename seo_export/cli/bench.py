@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default 0)")
     run_group = parser.add_argument_group("measurement")
     run_group.add_argument("--backends", default=DEFAULT_BACKENDS,
-                           help=f"comma-separated, from torch (eager), ort, trt (default {DEFAULT_BACKENDS}; "
+                           help=f"comma-separated, from torch (eager), ort, ort-int8 (ONNX Runtime on the INT8 "
+                                f"export), trt (default {DEFAULT_BACKENDS}; "
                                 "trt is skipped with the reason where TensorRT or a GPU is missing)")
     run_group.add_argument("--batch", metavar="B[,B]", help="batch sizes (default 1; with --text: the texts)")
     run_group.add_argument("--seq", metavar="S[,S]",

@@ -10,8 +10,9 @@ from pathlib import Path
 from seo_export.cli.common import output_console, positive_int, progress_lines, require
 from seo_export.cli.text_inputs import add_text_arguments, text_inputs
 from seo_export.models import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES
+from seo_export.parity.quantized import MAX_POOLED_REL, MIN_TOKEN_COSINE, MIN_TOP1, Int8Thresholds
 
-BACKEND_NAMES = ("ort-fp32", "ort-fp16", "trt-fp16")
+BACKEND_NAMES = ("ort-fp32", "ort-fp16", "ort-int8", "trt-fp16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp16-factor", type=float, default=2.0,
                         help="FP16 passes within this multiple of eager FP16's own error (default 2)")
     parser.add_argument("--fp16-floor", type=float, default=1e-3, help="plus this floor (default 1e-3)")
+    int8 = parser.add_argument_group("INT8 rule (ort-int8; against eager FP32)")
+    int8.add_argument("--int8-min-cosine", type=float, default=MIN_TOKEN_COSINE,
+                      help=f"smallest per-token cosine similarity on real tokens (default {MIN_TOKEN_COSINE})")
+    int8.add_argument("--int8-max-pooled-rel", type=float, default=MAX_POOLED_REL,
+                      help=f"largest relative error of pooler_output per sample (default {MAX_POOLED_REL})")
+    int8.add_argument("--int8-min-top1", type=float, default=MIN_TOP1,
+                      help=f"smallest top-1 agreement of logits, near-ties excepted (default {MIN_TOP1})")
     parser.add_argument("--no-locate", action="store_true", help="do not search for the layer where parity breaks")
     parser.add_argument("--report-dir", help="write report.json, report.md and report.html here")
     add_text_arguments(parser, max_length=False,
@@ -187,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
     for run_ in runs:  # fail on bad inputs before minutes of exporting
         cases_for(run_.config)
     console = Console(stderr=True)
-    tolerances = Tolerances(args.atol, args.rtol, args.fp16_factor, args.fp16_floor)
+    int8 = Int8Thresholds(min_cosine=args.int8_min_cosine, max_pooled_rel=args.int8_max_pooled_rel,
+                          min_top1=args.int8_min_top1)
+    tolerances = Tolerances(args.atol, args.rtol, args.fp16_factor, args.fp16_floor, int8)
     start = time.perf_counter()
     with new_workdir() as workdir, progress_lines() as progress:  # plain lines in CI logs
         validator = Validator(backends, tolerances, Path(workdir), not args.no_locate, progress)

@@ -1,7 +1,7 @@
 """The validate sweep: every variant x backend x input case against eager PyTorch.
 
 For each variant the eager model is built once; each backend gets its own exported
-file (FP32 or FP16 graph), each input case is run on both, and every output is
+file (FP32, FP16 or INT8 graph), each input case is run on both, and every output is
 judged by its precision's rule. A failure is followed by the break search.
 """
 
@@ -18,18 +18,21 @@ import torch
 from seo_export.utils.timing import interleaved_times, median
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.export import export_onnx
-from seo_export.export.wrapper import PER_SAMPLE_OUTPUTS, output_names
+from seo_export.export.wrapper import OUTPUT_NAMES, PER_SAMPLE_OUTPUTS, output_names
 from seo_export.models import TransformerConfig
 from seo_export.models.build import build_model, rebuild_model, weights_provenance
 from seo_export.parity import locate
 from seo_export.parity.cases import InputCase
 from seo_export.parity.eager import EagerModel, attention_map
 from seo_export.parity.metrics import compare
+from seo_export.parity.quantized import Int8Thresholds, check_int8
 from seo_export.parity.report import make_break, make_input, make_variant, validate_result, variant_label
 from seo_export.parity.tolerance import Verdict, check_fp16, check_fp32, combine
 
 # backend name -> (runtime, precision of the graph it runs)
-BACKENDS = {"ort-fp32": ("ort", "fp32"), "ort-fp16": ("ort", "fp16"), "trt-fp16": ("trt", "fp16")}
+BACKENDS = {"ort-fp32": ("ort", "fp32"), "ort-fp16": ("ort", "fp16"), "ort-int8": ("ort", "int8"),
+            "trt-fp16": ("trt", "fp16")}
+CONTRACT_OUTPUTS = (*OUTPUT_NAMES, "logits")  # graph outputs; other names judged are internals
 # Seeded sweep and test models: attention far from uniform, so miswired attention shows (models.build).
 SWEEP_INIT = "peaked"
 
@@ -52,6 +55,7 @@ class Tolerances:
     rtol: float = 1e-4
     fp16_factor: float = 2.0
     fp16_floor: float = 1e-3
+    int8: Int8Thresholds = field(default_factory=Int8Thresholds)
 
 
 @dataclass
@@ -84,13 +88,17 @@ class Outcome:
 
 def judge_for(precision: str, tolerances: Tolerances, real_mask: np.ndarray,
               baseline: dict[str, np.ndarray] | None) -> Callable[[str, np.ndarray, np.ndarray], Verdict]:
-    """The rule for one precision: FP32 by atol/rtol, FP16 against eager FP16's own error."""
+    """The rule for one precision: FP32 by atol/rtol, FP16 against eager FP16's own error, INT8 by
+    per-token cosine, pooled relative error and top-1 agreement with eager FP32 (parity.quantized)."""
 
     def judge(name: str, actual: np.ndarray, expected: np.ndarray) -> Verdict:
         seq_axis = name not in PER_SAMPLE_OUTPUTS
         if precision == "fp32":
             return check_fp32(actual, expected, real_mask, atol=tolerances.atol, rtol=tolerances.rtol,
                               has_seq_axis=seq_axis)
+        if precision == "int8":
+            return check_int8(name, actual, expected, real_mask, thresholds=tolerances.int8, has_seq_axis=seq_axis,
+                              internal=name not in CONTRACT_OUTPUTS)
         return check_fp16(actual, expected, baseline[name], real_mask, factor=tolerances.fp16_factor,
                           floor=tolerances.fp16_floor, has_seq_axis=seq_axis)
 
@@ -183,7 +191,13 @@ class Validator:
         label = variant_label(run.variant).replace("/", "-")
         suffix = "-fp32island-" + "-".join(keep) if keep else ""
         path = self.workdir / f"{label}-{precision}{suffix}.onnx"
-        if not path.exists():
+        if path.exists():
+            return path
+        if precision == "int8" and not options.get("decomposed"):  # the FP32 export, quantized: no second trace
+            from seo_export.export.quantize import quantize_file
+
+            quantize_file(self._export(run, model, "fp32"), path)
+        else:
             export_onnx(model, path, precision=precision, keep_fp32=keep, weights=self._provenance(run), **options)
         return path
 
@@ -265,7 +279,8 @@ class Validator:
             found = self._find_break(run, model, backend, precision, case, expected, baseline, path)
         self.outcome.results.append(validate_result(
             run.variant, backend, make_input(case.batch, case.seq, case.name), outputs, verdict,
-            backend_s=median(times["backend"]), eager_s=median(times["eager"]), eager_precision=precision,
+            backend_s=median(times["backend"]), eager_s=median(times["eager"]),
+            eager_precision="fp16" if precision == "fp16" else "fp32",
             break_=found))
 
     def _find_break(self, run, model, backend, precision, case, expected, baseline, path) -> dict | None:
@@ -308,6 +323,7 @@ def file_run(path: Path, config: TransformerConfig | None, seed: int = 0, checkp
                  if getattr(config, k) != v]
         raise UsageError(f"{path} does not match the given config ({'; '.join(diffs[:3])})")
     options = export_options(proto)
-    if options["precision"] not in ("fp32", "fp16"):
-        raise UsageError(f"{path} records precision {options['precision']!r}; validate judges fp32 and fp16 graphs")
+    if options["precision"] not in ("fp32", "fp16", "int8"):
+        raise UsageError(f"{path} records precision {options['precision']!r}; validate judges fp32, fp16 and int8 "
+                         "graphs")
     return VariantRun(stored, seed, checkpoint, model_file=path, file_options=options)

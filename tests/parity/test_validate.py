@@ -123,7 +123,7 @@ def test_checkpoint_provenance_is_enforced(random_checkpoint):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["--backends", "ort-int8"], "unknown backend ort-int8"),
+    (["--backends", "ort-int9"], "unknown backend ort-int9"),
     (["--model", "missing.onnx"], "does not exist"),
     (["--inputs", "nope.npz", "--attention", "local"], "does not exist"),
     (["--report-dir", "no/such/dir/r"], "does not exist"),

@@ -169,7 +169,23 @@ def render_markdown(report: dict) -> str:
     failures = failure_lines(report)
     if failures:
         out += ["", "## Failures", ""] + [f"- {_md_cell(line)}" for line in failures]
+    out += int8_accuracy_lines(report)
     return "\n".join(out) + "\n"
+
+
+def int8_accuracy_lines(report: dict) -> list[str]:
+    """A bench report's INT8 rule figures (ort-int8 against eager FP32 on the timed inputs), if any."""
+    rows = [r for r in report["results"] if r.get("accuracy")] if report["kind"] == "bench" else []
+    if not rows:
+        return []
+    out = ["", "## INT8 accuracy (ort-int8 against eager FP32, on the timed inputs)", "",
+           "| Variant | Batch | Seq | min token cosine | mean token cosine | max pooled rel | top-1 |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a = r["accuracy"]
+        out.append(f"| {variant_label(r['variant'])} | {r['batch']} | {r['seq']} | {fmt(a.get('min_token_cosine'), '.6f')} "
+                   f"| {fmt(a.get('mean_token_cosine'), '.6f')} | {fmt(a.get('max_pooled_rel'), '.4f')} "
+                   f"| {fmt(a.get('top1_agreement'), '.3f')} |")
+    return out
 
 
 def summary_table(report: dict) -> Table:

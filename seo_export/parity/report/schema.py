@@ -90,11 +90,13 @@ def make_break(module: str, fixed_by_fp32: bool | None = None, flag: str | None 
 def bench_result(variant: dict, backend: str, batch: int, seq: int, samples_s: Sequence[float], *,
                  speedup_vs_torch: float | None = None, speedup_ci95: tuple[float, float] | None = None,
                  speedup_vs_torch_fp16: float | None = None, speedup_fp16_ci95: tuple[float, float] | None = None,
-                 precision: str | None = None, peak_mb: float | None = None, threads: int | None = None) -> dict:
+                 precision: str | None = None, peak_mb: float | None = None, threads: int | None = None,
+                 accuracy: dict | None = None) -> dict:
     """One benchmark point from per-call latencies in seconds; throughput is batch / p50.
 
     ``speedup_ci95`` is the 95% confidence interval of ``speedup_vs_torch`` (``timing.speedup_interval``);
     ``speedup_vs_torch_fp16`` and ``speedup_fp16_ci95`` the same against eager FP16, where it was timed.
+    ``accuracy``: the INT8 rule's figures against eager FP32 on the timed inputs (``ort-int8`` only).
     """
     if not samples_s:
         raise ValueError("a benchmark result needs at least one latency sample")
@@ -117,6 +119,8 @@ def bench_result(variant: dict, backend: str, batch: int, seq: int, samples_s: S
         result["precision"] = precision
     if peak_mb is not None:
         result["peak_mb"] = plain_float(peak_mb)
+    if accuracy is not None:
+        result["accuracy"] = accuracy
     return result
 
 
@@ -194,7 +198,7 @@ BENCH_RESULT = {"variant": dict, "backend": str, "batch": int, "seq": int, "late
                 "throughput_seq_per_s": OPTIONAL_NUMBER, "speedup_vs_torch": OPTIONAL_NUMBER,
                 "threads": (int, type(None))}
 LATENCY = {"p50": NUMBER, "p90": NUMBER, "p99": NUMBER}
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def _fields(obj, spec: dict, where: str, problems: list[str]) -> bool:
@@ -248,6 +252,8 @@ def _check_bench_result(result: dict, where: str, problems: list[str]) -> None:
         problems.append(f"{where}.speedup_vs_torch_fp16: expected number or null")
     if result.get("precision") not in (None, *PRECISIONS):
         problems.append(f"{where}.precision: expected one of {', '.join(PRECISIONS)}")
+    if not isinstance(result.get("accuracy"), (dict, type(None))):
+        problems.append(f"{where}.accuracy: expected an object or null")
     for field in ("speedup_vs_torch_ci95", "speedup_vs_torch_fp16_ci95"):
         interval = result.get(field)
         if interval is not None and not (isinstance(interval, list) and len(interval) == 2
