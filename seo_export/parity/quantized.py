@@ -189,13 +189,17 @@ def check_pooled(actual: np.ndarray, expected: np.ndarray, real_mask: np.ndarray
     if refused:
         return refused
     rel = pooled_relative_errors(actual, expected, real_mask)
+    return _relative_verdict(POOLED_RULE, rel, max_relative, "pooled relative error ||a-e||/||e||", "samples")
+
+
+def _relative_verdict(rule: str, rel: np.ndarray, max_relative: float, what: str, unit: str) -> Verdict:
+    """Pass iff the largest relative error is at most ``max_relative``."""
     if rel.size == 0:
-        return Verdict(True, POOLED_RULE, max_relative, 0.0, None, "no real sample to compare")
+        return Verdict(True, rule, max_relative, 0.0, None, f"no real {unit[:-1]} to compare")
     worst = float(rel.max())
     passed = worst <= max_relative
-    reason = (f"pooled relative error ||a-e||/||e|| {worst:.4g} {'<=' if passed else '>'} {max_relative:g} "
-              f"(worst of {rel.size} samples)")
-    return Verdict(passed, POOLED_RULE, max_relative, worst, None, reason)
+    reason = f"{what} {worst:.4g} {'<=' if passed else '>'} {max_relative:g} (worst of {rel.size} {unit})"
+    return Verdict(passed, rule, max_relative, worst, None, reason)
 
 
 def check_top1(actual: np.ndarray, expected: np.ndarray, real_mask: np.ndarray | None = None, *,
@@ -227,13 +231,7 @@ def check_token_relative(actual: np.ndarray, expected: np.ndarray, real_mask: np
     real = region_masks(a.shape[:2], real_mask, has_seq_axis=True)["real"]
     rows = int(real.sum())
     rel = pooled_relative_errors(a[real].reshape(rows, -1), e[real].reshape(rows, -1))
-    if rel.size == 0:
-        return Verdict(True, INTERNAL_RULE, max_relative, 0.0, None, "no real token to compare")
-    worst = float(rel.max())
-    passed = worst <= max_relative
-    reason = (f"per-token relative error {worst:.4g} {'<=' if passed else '>'} {max_relative:g} over {rel.size} "
-              "real tokens")
-    return Verdict(passed, INTERNAL_RULE, max_relative, worst, None, reason)
+    return _relative_verdict(INTERNAL_RULE, rel, max_relative, "per-token relative error", "tokens")
 
 
 def check_int8(name: str, actual: np.ndarray, expected: np.ndarray, real_mask: np.ndarray | None = None, *,

@@ -16,6 +16,7 @@ from seo_export.models.build import build_model
 from seo_export.parity.eager import EagerModel
 from seo_export.parity.quantized import (
     COSINE_RULE,
+    INTERNAL_RULE,
     POOLED_RULE,
     TOP1_RULE,
     Int8Thresholds,
@@ -44,6 +45,16 @@ def rotated(x: np.ndarray, angle: float) -> np.ndarray:
 
 
 # ---- synthetic arrays ---------------------------------------------------------------------------------------
+
+def test_an_internal_only_scaled_fails_by_relative_error_not_cosine():
+    """A module output scaled x4 keeps every cosine at 1; the break search's relative bound sees it."""
+    expected = np.random.default_rng(0).normal(size=(2, 3, 8))
+    scaled = 4 * expected
+    assert check_int8("layers.0.attention.output", scaled, expected, MASK).passed  # cosine alone: blind
+    verdict = check_int8("layers.0.attention.output", scaled, expected, MASK, internal=True)
+    assert not verdict.passed and verdict.rule == INTERNAL_RULE and verdict.measured == pytest.approx(3.0)
+    assert check_int8("layers.0.attention.output", expected * 1.01, expected, MASK, internal=True).passed
+
 
 def test_token_cosine_is_per_real_token():
     expected = np.zeros((2, 3, 4))
