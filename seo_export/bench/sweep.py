@@ -374,9 +374,11 @@ def _measure_point(settings: SweepSettings, variant: Variant, config: Transforme
     from seo_export.parity.report import bench_result
 
     feeds = settings.feeds if settings.feeds is not None else bench_inputs(batch, seq, config.vocab_size, settings.seed)
-    contenders = {name: (lambda r=runner: r.infer(feeds)) for name, runner in runners.items()}
+    last: dict[str, dict] = {}  # each backend's outputs from its last timed call, for the INT8 figures
+    contenders = {name: (lambda n=name, r=runner: last.__setitem__(n, r.infer(feeds)))
+                  for name, runner in runners.items()}
     samples = interleaved_times(contenders, rounds=settings.iterations, warmup=settings.warmup)
-    accuracy = int8_accuracy(runners, feeds)
+    accuracy = int8_accuracy(last, feeds)
     results = []
     for name, times in samples.items():
         speedup, interval = speedup_against("torch", name, samples)
@@ -392,15 +394,14 @@ def _measure_point(settings: SweepSettings, variant: Variant, config: Transforme
     return results
 
 
-def int8_accuracy(runners: dict, feeds: dict[str, np.ndarray]) -> dict | None:
-    """The INT8 rule's figures (parity.quantized) for ort-int8 against eager FP32 on the timed inputs;
-    None unless both were benched."""
-    if "ort-int8" not in runners or "torch" not in runners:
+def int8_accuracy(outputs: dict[str, dict], feeds: dict[str, np.ndarray]) -> dict | None:
+    """The INT8 rule's figures (parity.quantized) for ort-int8 against eager FP32, from their outputs
+    on the timed inputs; None unless both were benched."""
+    if "ort-int8" not in outputs or "torch" not in outputs:
         return None
     from seo_export.parity.quantized import int8_figures
 
-    expected = runners["torch"].infer(feeds)
-    actual = runners["ort-int8"].infer(feeds)
+    expected, actual = outputs["torch"], outputs["ort-int8"]
     return int8_figures(actual, {k: v for k, v in expected.items() if k in actual},
                         feeds["attention_mask"].astype(bool))
 

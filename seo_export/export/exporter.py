@@ -22,8 +22,8 @@ from seo_export.errors import UsageError
 from seo_export.export import postprocess
 from seo_export.export.functions import DOMAIN, LANDMARK, LOCAL_WINDOW, OP_VERSION
 from seo_export.export.translation import translation_table
-from seo_export.export.internals import internal_names
-from seo_export.export.wrapper import INPUT_NAMES, ExportWrapper, keep_in_fp32, output_names
+from seo_export.export.internals import internal_names, output_names
+from seo_export.export.wrapper import INPUT_NAMES, ExportWrapper, keep_in_fp32
 from seo_export.models.attention import MultiHeadAttention
 from seo_export.models.transformer import SEOSpecificTransformer
 from seo_export.utils.files import atomic_path

@@ -6,6 +6,17 @@ to find the first module where a backend leaves tolerance. No torch here: report
 
 from __future__ import annotations
 
+#: The graph contract's outputs; ``logits`` only where the model has a classification head.
+OUTPUT_NAMES = ("last_hidden_state", "pooler_output")
+CONTRACT_OUTPUTS = OUTPUT_NAMES + ("logits",)
+#: Outputs without a sequence axis: one row per sample.
+PER_SAMPLE_OUTPUTS = ("pooler_output", "logits")
+
+
+def output_names(config) -> tuple[str, ...]:
+    """The graph contract's outputs of a model with this config."""
+    return CONTRACT_OUTPUTS if config.num_labels else OUTPUT_NAMES
+
 
 def internal_names(num_layers: int) -> tuple[str, ...]:
     """In graph order, each named after the module that produces it (layers count from 0, as in

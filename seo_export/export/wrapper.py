@@ -7,18 +7,10 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from seo_export.export.internals import internal_names
+from seo_export.export.internals import internal_names, output_names
 from seo_export.models.transformer import SEOSpecificTransformer
 
 INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAMES = ("last_hidden_state", "pooler_output")
-#: Outputs without a sequence axis: one row per sample.
-PER_SAMPLE_OUTPUTS = ("pooler_output", "logits")
-
-
-def output_names(config) -> tuple[str, ...]:
-    """The graph contract's outputs: ``logits`` too when the model has a classification head."""
-    return OUTPUT_NAMES + (("logits",) if config.num_labels else ())
 
 
 class Fp32Island(nn.Module):

@@ -7,8 +7,8 @@ import copy
 import numpy as np
 import torch
 
-from seo_export.export.internals import internal_names
-from seo_export.export.wrapper import INPUT_NAMES, ExportWrapper, output_names
+from seo_export.export.internals import internal_names, output_names
+from seo_export.export.wrapper import INPUT_NAMES, ExportWrapper
 
 
 class EagerModel:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seo_export.export.internals import PER_SAMPLE_OUTPUTS
 from seo_export.parity.metrics import plain_float, region_masks
 from seo_export.parity.tolerance import Verdict, combine
 
@@ -63,8 +64,6 @@ TOP1_TIE = 0.1
 #: the wrong block. Healthy INT8 internals of the sweep models reach 0.03-0.08, landmark ones 0.18.
 MAX_INTERNAL_REL = 0.25
 
-#: Outputs with one row per sample (no sequence axis), as ``export.wrapper.PER_SAMPLE_OUTPUTS``.
-PER_SAMPLE = ("pooler_output", "logits")
 
 
 @dataclass(frozen=True)
@@ -240,9 +239,9 @@ def check_int8(name: str, actual: np.ndarray, expected: np.ndarray, real_mask: n
     """The INT8 rule for one output by its name: ``logits`` by top-1 agreement, per-sample outputs
     (``pooler_output``) by relative error, the others (``last_hidden_state``, internals) by per-token cosine;
     an ``internal`` (a module's output, in the break search) also by per-token relative error.
-    ``has_seq_axis`` defaults to ``name not in PER_SAMPLE``."""
+    ``has_seq_axis`` defaults to ``name not in PER_SAMPLE_OUTPUTS``."""
     t = thresholds or Int8Thresholds()
-    seq_axis = name not in PER_SAMPLE if has_seq_axis is None else has_seq_axis
+    seq_axis = name not in PER_SAMPLE_OUTPUTS if has_seq_axis is None else has_seq_axis
     if internal and seq_axis:
         return combine({"cosine": check_token_cosine(actual, expected, real_mask, min_cosine=t.min_cosine),
                         "relative error": check_token_relative(actual, expected, real_mask,

@@ -18,7 +18,7 @@ import torch
 from seo_export.utils.timing import interleaved_times, median
 from seo_export.errors import MissingDependencyError, UsageError
 from seo_export.export import export_onnx
-from seo_export.export.wrapper import OUTPUT_NAMES, PER_SAMPLE_OUTPUTS, output_names
+from seo_export.export.internals import CONTRACT_OUTPUTS, PER_SAMPLE_OUTPUTS, output_names
 from seo_export.models import TransformerConfig
 from seo_export.models.build import build_model, rebuild_model, weights_provenance
 from seo_export.parity import locate
@@ -32,7 +32,6 @@ from seo_export.parity.tolerance import Verdict, check_fp16, check_fp32, combine
 # backend name -> (runtime, precision of the graph it runs)
 BACKENDS = {"ort-fp32": ("ort", "fp32"), "ort-fp16": ("ort", "fp16"), "ort-int8": ("ort", "int8"),
             "trt-fp16": ("trt", "fp16")}
-CONTRACT_OUTPUTS = (*OUTPUT_NAMES, "logits")  # graph outputs; other names judged are internals
 # Seeded sweep and test models: attention far from uniform, so miswired attention shows (models.build).
 SWEEP_INIT = "peaked"
 
