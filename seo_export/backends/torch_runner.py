@@ -7,6 +7,9 @@ import torch
 
 from seo_export.backends.base import Runner
 
+#: The precisions eager PyTorch computes in (``seo-export run --precision``).
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 
 class TorchRunner(Runner):
     name = "torch"

@@ -11,7 +11,8 @@ measured per backend in a fresh subprocess (``peak_rss_growth_mb``, over
 after the model is loaded and has run one tiny input (which pages in code and starts thread
 pools). That is what a call of that size needs beyond the loaded model, ONNX Runtime's arena
 included (a full-size warm-up would hide the arena, which keeps its memory between calls).
-TensorRT memory lives on the GPU, which an RSS probe cannot see, so it is not measured (null).
+TensorRT memory lives on the GPU, which an RSS probe cannot see, so it is not measured (null);
+nor is ``torch-triton``'s (the GPU, or Triton's interpreter, whose memory says nothing about the kernels).
 
 Speedups compare like with like. TensorRT runs the FP16 export, so where it is benched (on a
 GPU) eager PyTorch also runs in FP16 (backend ``torch-fp16``, a copy of the model cast to
@@ -22,10 +23,15 @@ slow fallbacks (many upcast to FP32 and back), so a ratio against them would fla
 backend, and no FP16 backend runs there (``ort`` runs the FP32 export). An FP16 backend on a
 CPU would be compared against eager FP32 only, which its ``precision`` makes visible.
 
+``torch-triton`` is eager PyTorch with the seo ops on the Triton kernels (a copy of the model): in
+FP16 on a GPU, so its baseline is ``torch-fp16`` as TensorRT's is; in FP32 on a CPU, where it runs
+only under ``TRITON_INTERPRET=1`` (Triton's interpreter: a test mode, not a speed).
+
 What could not be run is skipped with a reason instead of failing the sweep: TensorRT where
-it or a GPU is missing, and points longer than a learned positional table. Everything is
-returned as a ``bench`` report (``seo_export.parity.report.bench_report``); the settings and
-the skips are recorded in its ``environment`` (``bench`` and ``skipped``).
+it or a GPU is missing, torch-triton where Triton or a GPU (or its interpreter) is missing, and
+points longer than a learned positional table. Everything is returned as a ``bench`` report
+(``seo_export.parity.report.bench_report``); the settings and the skips are recorded in its
+``environment`` (``bench`` and ``skipped``).
 """
 
 from __future__ import annotations
@@ -46,11 +52,15 @@ from seo_export.models.config import ATTENTION_TYPES, POSITIONAL_ENCODING_TYPES,
 from seo_export.utils.environment import collect_environment, load_average
 from seo_export.utils.timing import SETTLE_S, interleaved_times, median, speedup_interval
 
-BACKENDS = ("torch", "ort", "ort-int8", "trt")
+TORCH_TRITON = "torch-triton"  # eager PyTorch with the seo ops on the Triton kernels
+BACKENDS = ("torch", TORCH_TRITON, "ort", "ort-int8", "trt")
 EAGER_FP16 = "torch-fp16"  # eager PyTorch in half precision: the baseline of FP16 backends
 #: What each timed backend computes in: trt builds the FP16 export, ort runs the FP32 one, ort-int8
-#: the FP32 one with its linear layers quantized by ONNX Runtime (export.quantize).
+#: the FP32 one with its linear layers quantized by ONNX Runtime (export.quantize); torch-triton
+#: depends on its device (``precision_of``).
 PRECISION = {"torch": "fp32", EAGER_FP16: "fp16", "ort": "fp32", "ort-int8": "int8", "trt": "fp16"}
+#: Eager PyTorch's threads: what these backends' ``threads`` records.
+TORCH_THREADED = ("torch", EAGER_FP16, TORCH_TRITON)
 ORT_BACKENDS = ("ort", "ort-int8")
 #: Every attention kind x positional encoding, non-causal: what ``--all`` benches.
 ALL_VARIANTS = tuple((a, p, False) for a in ATTENTION_TYPES for p in POSITIONAL_ENCODING_TYPES)
@@ -138,6 +148,30 @@ def accelerator_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def triton_device() -> str:
+    """Where torch-triton runs: 'cuda', or 'cpu' under TRITON_INTERPRET=1 (see backends.torch_triton)."""
+    from seo_export.backends.torch_triton import triton_device as device
+
+    return device()
+
+
+def precision_of(name: str) -> str:
+    """What a benched backend computes in; torch-triton: FP16 on a GPU, FP32 in Triton's interpreter."""
+    if name == TORCH_TRITON:
+        return "fp16" if triton_device() == "cuda" else "fp32"
+    return PRECISION[name]
+
+
+def triton_runner(model):
+    """torch-triton on a copy of the model (the runner casts its model in place), in ``precision_of``."""
+    import torch
+
+    from seo_export.backends.torch_triton import TorchTritonRunner
+
+    dtype = torch.float16 if precision_of(TORCH_TRITON) == "fp16" else torch.float32
+    return TorchTritonRunner(copy.deepcopy(model), dtype=dtype, device=triton_device())
+
+
 def eager_runners(model, device: str, fp16: bool) -> dict:
     """Eager PyTorch in FP32 and, with ``fp16``, in FP16 as well: on a copy of the model, since
     TorchRunner casts its model in place."""
@@ -156,7 +190,7 @@ def eager_fp16_skip_reason(backends: Sequence[str], device: str) -> str | None:
     if device != "cuda":
         return ("not timed on a CPU: PyTorch's CPU FP16 kernels are slow fallbacks, not a baseline, "
                 "and no FP16 backend runs there")
-    if not any(PRECISION[name] == "fp16" for name in backends):
+    if not any(precision_of(name) == "fp16" for name in backends):
         return "not timed: no FP16 backend was benched"
     if "torch" not in backends:
         return "not timed: eager PyTorch (torch) was not benched"
@@ -229,11 +263,22 @@ def check_settings(settings: SweepSettings) -> None:
         variant_config(settings.base_config, variant)
 
 
+def unavailable_reason(name: str) -> str | None:
+    """None where backend ``name`` runs here, else the one-line reason; only trt and torch-triton can be missing."""
+    if name == "trt":
+        return trt_unavailable_reason()
+    if name == TORCH_TRITON:
+        from seo_export.backends.torch_triton import triton_unavailable_reason
+
+        return triton_unavailable_reason()
+    return None
+
+
 def usable_backends(requested: Sequence[str]) -> tuple[list[str], list[dict]]:
-    """(backends to run, skipped backends with reasons); only TensorRT can be missing."""
+    """(backends to run, skipped backends with reasons)."""
     backends, skipped = [], []
     for name in dict.fromkeys(requested):
-        reason = trt_unavailable_reason() if name == "trt" else None
+        reason = unavailable_reason(name)
         if reason:
             skipped.append({"backend": name, "reason": reason})
         else:
@@ -312,6 +357,8 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
             for name in backends:
                 if name == "torch":
                     runners.update(eager_runners(model, device, fp16=fp16_reason is None))
+                elif name == TORCH_TRITON:
+                    runners[name] = triton_runner(model)
                 elif name in ORT_BACKENDS:
                     runners[name] = OrtRunner(onnx_paths[name], intra_op_threads=threads)
                 else:
@@ -351,7 +398,8 @@ def run_sweep(settings: SweepSettings, progress: Progress | None = None,
                    "and its interval likewise against torch-fp16 where that is timed"),
         "peak_mb": ("peak RSS growth during the first full-size call in a fresh process (memory.peak_memory_mb: "
                     f"after the model is loaded and has run one [1, {PROBE_WARMUP_SEQ}] input): what a call of that "
-                    "size needs beyond the loaded model, ONNX Runtime's arena included; null for TensorRT (GPU memory)")
+                    "size needs beyond the loaded model, ONNX Runtime's arena included; null for TensorRT (GPU memory) "
+                    "and torch-triton")
         if settings.memory else "not measured",
         # The machine is shared: its load during the run says how much to trust absolute times.
         "load_average_1min": {"start": load_before, "end": load_average()},
@@ -386,10 +434,10 @@ def _measure_point(settings: SweepSettings, variant: Variant, config: Transforme
         peak = None
         if settings.memory and name in ("torch", *ORT_BACKENDS):
             peak = _probe(name, config, settings, batch, seq, onnx_paths.get(name), threads, device)
-        backend_threads = threads if name in ("torch", EAGER_FP16) else ort_intra if name in ORT_BACKENDS else None
+        backend_threads = threads if name in TORCH_THREADED else ort_intra if name in ORT_BACKENDS else None
         results.append(bench_result(variant.as_dict(), name, batch, seq, times, speedup_vs_torch=speedup,
                                     speedup_ci95=interval, speedup_vs_torch_fp16=speedup_fp16,
-                                    speedup_fp16_ci95=interval_fp16, precision=PRECISION[name], peak_mb=peak,
+                                    speedup_fp16_ci95=interval_fp16, precision=precision_of(name), peak_mb=peak,
                                     threads=backend_threads, accuracy=accuracy if name == "ort-int8" else None))
     return results
 
@@ -443,6 +491,7 @@ def all_variants() -> list[Variant]:
 __all__ = [
     "ALL_VARIANTS",
     "BACKENDS",
+    "TORCH_TRITON",
     "SweepOutcome",
     "SweepSettings",
     "Variant",

@@ -32,9 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default 0)")
     run_group = parser.add_argument_group("measurement")
     run_group.add_argument("--backends", default=DEFAULT_BACKENDS,
-                           help=f"comma-separated, from torch (eager), ort, ort-int8 (ONNX Runtime on the INT8 "
-                                f"export), trt (default {DEFAULT_BACKENDS}; "
-                                "trt is skipped with the reason where TensorRT or a GPU is missing)")
+                           help=f"comma-separated, from torch (eager), torch-triton (eager with the seo ops on the "
+                                f"Triton kernels; FP16 on a GPU), ort, ort-int8 (ONNX Runtime on the INT8 export), "
+                                f"trt (default {DEFAULT_BACKENDS}; trt and torch-triton are skipped with the reason "
+                                "where TensorRT, Triton or a GPU is missing; TRITON_INTERPRET=1 runs torch-triton on "
+                                "the CPU, slowly)")
     run_group.add_argument("--batch", metavar="B[,B]", help="batch sizes (default 1; with --text: the texts)")
     run_group.add_argument("--seq", metavar="S[,S]",
                            help="sequence lengths (default 512; with --text: the texts' padded length)")
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
     with progress_lines() as progress:  # plain lines where stderr is a log, not a terminal
         outcome = run_sweep(settings, progress=progress)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # a skip reason stays one line in a log
     report = outcome.report
     report["environment"]["bench"]["command"] = command
     for skip in outcome.skipped:

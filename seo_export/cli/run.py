@@ -1,4 +1,5 @@
-"""``seo-export run``: inference on an engine (TensorRT) or an ONNX file (ONNX Runtime, or eager PyTorch)."""
+"""``seo-export run``: inference on an engine (TensorRT) or an ONNX file (ONNX Runtime, or eager PyTorch with the
+reference seo ops or the Triton kernels)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from seo_export.cli.common import positive_int, require
 from seo_export.cli.text_inputs import add_text_arguments, text_inputs
 from seo_export.errors import UsageError
 
-BACKENDS = ("trt", "ort", "torch")
+BACKENDS = ("trt", "ort", "torch", "torch-triton")
+#: Eager PyTorch, rebuilt from the ONNX file: with the reference seo ops, or with the Triton kernels.
+TORCH_BACKENDS = ("torch", "torch-triton")
+PRECISIONS = ("fp32", "fp16", "bf16")  # backends.torch_runner.DTYPES' keys (not imported here: torch is slow to load)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
@@ -33,9 +37,14 @@ def non_negative_int(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="MODEL.engine (TensorRT) or MODEL.onnx")
     parser.add_argument("--backend", choices=BACKENDS,
-                        help="trt, ort (ONNX Runtime) or torch (eager, rebuilt from the ONNX file's config and "
-                             "weights); default: trt for .engine, ort for .onnx")
-    parser.add_argument("--checkpoint", help="torch: the weights file the ONNX model was exported from, if any")
+                        help="trt, ort (ONNX Runtime), torch (eager, rebuilt from the ONNX file's config and "
+                             "weights) or torch-triton (the same with the seo ops on the Triton kernels: a CUDA "
+                             "GPU, or TRITON_INTERPRET=1 on the CPU); default: trt for .engine, ort for .onnx")
+    parser.add_argument("--checkpoint", help="torch, torch-triton: the weights file the ONNX model was exported "
+                                             "from, if any")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="torch, torch-triton: compute in this precision (default fp32); trt and ort run the "
+                             "file's")
     parser.add_argument("--inputs", metavar="FILE.npz",
                         help="input_ids [batch, seq] integers and optionally attention_mask of the same shape")
     parser.add_argument("--batch", type=positive_int, help="batch of random inputs (default 1)")
@@ -58,7 +67,8 @@ def backend_for(path: Path, requested: str | None) -> str:
     is_engine = path.suffix in ENGINE_SUFFIXES
     if requested is None:
         if not is_engine and path.suffix != ".onnx":
-            raise UsageError(f"cannot tell the backend from the suffix of {path}; pass --backend trt, ort or torch")
+            raise UsageError(f"cannot tell the backend from the suffix of {path}; "
+                             f"pass --backend {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}")
         return "trt" if is_engine else "ort"
     require(not (is_engine and requested != "trt"),
             f"--backend {requested} runs ONNX files; {path} is a TensorRT engine (use --backend trt)")
@@ -152,9 +162,14 @@ def make_runner(backend: str, path: Path, args: argparse.Namespace, torch_model=
         from seo_export.backends.ort_runner import OrtRunner
 
         return OrtRunner(path)
-    from seo_export.backends.torch_runner import TorchRunner
+    from seo_export.backends.torch_runner import DTYPES, TorchRunner
 
-    return TorchRunner(torch_model)
+    dtype = DTYPES[args.precision or "fp32"]
+    if backend == "torch-triton":
+        from seo_export.backends.torch_triton import TorchTritonRunner
+
+        return TorchTritonRunner(torch_model, dtype)
+    return TorchRunner(torch_model, dtype)
 
 
 # ---- reporting ----------------------------------------------------------------------------------------------
@@ -221,8 +236,14 @@ def run(args: argparse.Namespace) -> int:
     if args.save_inputs:
         arrays.check_path(Path(args.save_inputs), "--save-inputs")
 
+    require(args.precision is None or backend in TORCH_BACKENDS,
+            f"--precision applies to --backend {' and '.join(TORCH_BACKENDS)}; {backend} runs the file's precision")
     torch_model = None
-    if backend == "torch":
+    if backend == "torch-triton":
+        from seo_export.backends.torch_triton import triton_device
+
+        triton_device()  # no GPU and no interpreter: one line, before the model is rebuilt
+    if backend in TORCH_BACKENDS:
         from seo_export.backends.torch_runner import torch_model_from_onnx
 
         torch_model = torch_model_from_onnx(path, args.checkpoint)
@@ -240,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
 
     batch, seq = feeds["input_ids"].shape
     console = report_console()
-    console.print(outputs_table(outputs, f"{path.name} on {backend}, batch {batch}, seq {seq}"))
+    on = f"{backend} {args.precision}" if args.precision else backend
+    console.print(outputs_table(outputs, f"{path.name} on {on}, batch {batch}, seq {seq}"))
     console.print(latency_table(latencies_ms, args.warmup))
     manifest = getattr(runner, "manifest", None)  # trt: what the build found in the engine
     if manifest is not None and manifest.seo_plugin_layers is not None:

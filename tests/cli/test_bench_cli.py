@@ -115,3 +115,34 @@ def test_progress_is_a_transient_bar_on_a_terminal():
     with progress_lines(stream) as progress:
         progress("exporting", 0, 2)
     assert "[0/2] exporting" not in stream.getvalue()  # no log lines: the bar redraws in place, then goes
+
+
+def test_torch_triton_is_benched_where_the_kernels_run_and_skipped_with_the_reason_elsewhere(
+        capsys, monkeypatch, tmp_path):
+    """Under Triton's interpreter (set by conftest where there is no GPU) it runs, in FP32 on the CPU."""
+    from seo_export.backends.torch_triton import triton_unavailable_reason
+
+    if triton_unavailable_reason():
+        pytest.skip(triton_unavailable_reason())
+    argv = ["bench", "--attention", "local", *TINY, "--seq", "12", "--warmup", "0", "--iterations", "1",
+            "--no-memory", "--backends", "torch,torch-triton", "--report-dir", str(tmp_path)]
+    assert main(argv) == 0
+    results = {r["backend"]: r for r in json.loads((tmp_path / "report.json").read_text())["results"]}
+    assert set(results) == {"torch", "torch-triton"}
+    on_gpu = not os.environ.get("TRITON_INTERPRET") and torch_cuda()
+    assert results["torch-triton"]["precision"] == ("fp16" if on_gpu else "fp32")
+    assert results["torch-triton"]["threads"] >= 1 and results["torch-triton"]["speedup_vs_torch"] > 0
+    capsys.readouterr()
+    if torch_cuda():
+        return
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert main(argv[:-2]) == 0
+    err = capsys.readouterr().err
+    assert "skipped torch-triton: torch-triton runs the Triton kernels on a CUDA GPU and " in err
+    assert "TRITON_INTERPRET=1 runs them on the CPU" in err.splitlines()[-1], "the reason on one line"
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from seo_export.models.attention.base import AttentionBase
 from seo_export.models.attention.dense import AttentionWithRelativePositions, MultiHeadAttention
+from seo_export.models.attention.kernels import current_ops_backend, ops_backend
 from seo_export.models.attention.sparse import LocalAttention, SparseAttention
 from seo_export.models.registry import Registry
 
@@ -36,4 +37,6 @@ __all__ = [
     "LocalAttention",
     "MultiHeadAttention",
     "SparseAttention",
+    "current_ops_backend",
+    "ops_backend",
 ]

@@ -1,9 +1,11 @@
-"""Local sliding-window and landmark attention: thin modules over the ``seo`` ops."""
+"""Local sliding-window and landmark attention: thin modules over the ``seo`` ops (on the backend
+``kernels.ops_backend`` chooses)."""
 
 from __future__ import annotations
 
 from seo_export import ops
 from seo_export.models.attention.base import AttentionBase
+from seo_export.models.attention.kernels import backend_for
 
 
 class LocalAttention(AttentionBase):
@@ -29,7 +31,8 @@ class LocalAttention(AttentionBase):
             )
         else:
             out = ops.local_window_attention(
-                q, k, v, **window, key_padding_mask=key_padding_mask, rel_bias=rel_bias, scale=self.scale
+                q, k, v, **window, key_padding_mask=key_padding_mask, rel_bias=rel_bias, scale=self.scale,
+                backend=backend_for(q, k, v, rel_bias),
             )
         weights = None
         if need_weights:
@@ -58,6 +61,6 @@ class SparseAttention(AttentionBase):
         if self.active_dropout > 0:
             out = ops.landmark_attention_reference(q, k, v, **args, dropout_p=self.active_dropout)
         else:
-            out = ops.landmark_attention(q, k, v, **args)
+            out = ops.landmark_attention(q, k, v, **args, backend=backend_for(q, k, v, rel_bias))
         weights = ops.landmark_attention_weights(q, k, **args) if need_weights else None
         return out, weights
