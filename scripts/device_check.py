@@ -8,14 +8,21 @@ installed). Stages, each recording its own failure so the others still report:
 2. ``aot``: kernels compiled by ``seo_plugins.aot`` for this GPU's arch, loaded from PTX with
    CuPy and launched with the manifest's grid, block and shared memory: with Triton's two
    scratch pointers (zeros), and stripped of them exactly as TensorRT's AOT launcher calls it.
-3. ``timing``: the local kernel against eager masked dense attention, SDPA with a band mask and
-   FlexAttention's sliding window at S = 4k, 16k, 32k (B=1, H=16, D=64, band 256, FP16),
-   interleaved rounds timed with CUDA events, TFLOP/s on the band's FLOPs.
+3. ``timing``: the local kernel (FP16 and BF16) against eager masked dense attention, SDPA with a
+   band mask and FlexAttention's sliding window at S = 4k, 16k, 32k (B=1, H=16, D=64, band 256),
+   TFLOP/s and the fraction of the tensor-core peak on the band's FLOPs (device_check_kernels).
+4. ``landmark``: the landmark kernel against a dense FP16 GEMM of the same useful FLOPs (batched
+   like its products, and square) and the reference op, same sizes, L=64 (device_check_kernels).
+5. ``model``: the whole model, eager FP16 with SDPA dense attention against the model with the
+   Triton kernels (``--backend torch-triton``), local and landmark, B = 1 and 4, S = 16k, 32k,
+   4k, after a parity check of the kernels inside the model (device_check_model).
 
-Results go to OUTDIR/device_check.json (rewritten atomically after every stage). Exit status:
-0 all correctness checks passed, 1 a correctness check failed or its stage broke, 2 no GPU.
-``--dry-run`` exercises the harness on CPU (Triton's interpreter, tiny sizes, PTX compiled
-but not launched) so the script is tested where there is no GPU.
+Timings are interleaved rounds timed with CUDA events; each stage stops when its share of the
+budget is spent, recording what it skipped, and the goals of issue 16 are judged where measured.
+Results go to OUTDIR/device_check.json (rewritten atomically after every stage and size). Exit
+status: 0 all correctness checks passed, 1 a correctness check (triton, aot, model parity) failed
+or its stage broke, 2 no GPU. ``--dry-run`` exercises every stage on CPU (Triton's interpreter,
+tiny sizes, PTX compiled but not launched) so the script is tested where there is no GPU.
 """
 
 from __future__ import annotations
@@ -25,13 +32,16 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+
+import device_check_kernels as kernels
+import device_check_model as whole_model
+from device_check_common import Deadline, atomic_write_json, first_line, now
 
 RESULT_NAME = "device_check.json"
 UNIT_ROUNDOFF = {"fp32": 2.0**-24, "fp16": 2.0**-11, "bf16": 2.0**-8}
@@ -57,49 +67,7 @@ LANDMARK_CASES = {
 DRY_LOCAL_CASES = {"odd-length-mask-bias": (13, 8, 2, 1, "random", 2, None), "causal": (9, 8, 3, 0, "prefix", 0, None)}
 DRY_LANDMARK_CASES = {"odd-length-padded-sample": (11, 8, 4, 2, "random", 1)}
 
-# Stage 3: B, H, D, band (window_left + window_right + 1 = 256), dtype.
-TIMING = dict(batch=1, heads=16, head_dim=64, window_left=128, window_right=127, seqs=(4096, 16384, 32768))
-CONTENDERS = ("local_triton", "dense_eager", "sdpa_band_mask", "flex_sliding_window")
-
-
 # ----------------------------------------------------------------------------- small helpers
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".strip()
-
-
-def atomic_write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def band_flops(batch: int, heads: int, seq: int, band: int, head_dim: int) -> int:
-    """FLOPs of banded attention: QK^T and PV over ``band`` keys per query, 2 FLOPs per multiply-add each."""
-    return 4 * batch * heads * seq * band * head_dim
-
-
-def dense_eager_bytes(batch: int, heads: int, seq: int, elem_bytes: int = 2) -> int:
-    """Peak extra memory of eager masked attention: the [B, H, S, S] logits and probabilities, and the mask."""
-    return 2 * batch * heads * seq * seq * elem_bytes + 2 * seq * seq
-
-
-def sdpa_mask_bytes(seq: int) -> int:
-    """The [S, S] bool band mask, and the additive float mask SDPA may make from it."""
-    return seq * seq * (1 + 4)
 
 
 def tolerances(dtype_name: str, fp32_tol: float, rounded_operand_max: float = 0.0) -> dict:
@@ -109,14 +77,6 @@ def tolerances(dtype_name: str, fp32_tol: float, rounded_operand_max: float = 0.
         return dict(atol=fp32_tol, rtol=fp32_tol)
     u = UNIT_ROUNDOFF[dtype_name]
     return dict(atol=fp32_tol + u * rounded_operand_max, rtol=2 * u)
-
-
-class Deadline:
-    def __init__(self, seconds: float):
-        self.start, self.seconds = now(), seconds
-
-    def left(self) -> float:
-        return self.seconds - (now() - self.start)
 
 
 # ----------------------------------------------------------------------------- stage 1: Triton vs reference
@@ -231,7 +191,11 @@ def stage_triton(device: str, dtypes: list[str], dry_run: bool, deadline: Deadli
 
 
 def aot_configs(dry_run: bool):
+    """What TensorRT's AOT path would launch. ``compile_kernels`` runs ptxas and refuses a kernel that
+    spills or needs more than 48 KiB of shared memory (TensorRT's launcher does not opt in), so each of
+    these must pass those checks for the GPU's arch before it is launched."""
     from seo_plugins.aot import KernelConfig
+    from seo_plugins.launch import AOT_MAX_BLOCK_L
 
     if dry_run:
         return [KernelConfig("local_window", dtype="fp16", head_dim=8, window_left=3, window_right=0,
@@ -241,10 +205,15 @@ def aot_configs(dry_run: bool):
         KernelConfig("local_window", dtype="fp16", window_left=64, window_right=64, max_distance=32, **common),
         KernelConfig("local_window", dtype="fp16", window_left=127, window_right=0, max_distance=0, **common),
         KernelConfig("local_window", dtype="bf16", window_left=64, window_right=64, max_distance=32, **common),
-        # FP32 needs more than 48 KiB of shared memory: the launcher must opt in.
+        # FP32 fits in 48 KiB since local_window_launch re-tiles it (32 KiB; it needed 49,408 B before).
         KernelConfig("local_window", dtype="fp32", window_left=64, window_right=64, max_distance=32, **common),
-        KernelConfig("landmark", dtype="fp16", num_landmarks=64, pinv_iterations=6, max_distance=32, **common),
+        # The AOT kernel takes at most AOT_MAX_BLOCK_L (32) landmarks; the zoo's 64 run on the JIT path,
+        # which the triton and landmark stages check and time.
+        KernelConfig("landmark", dtype="fp16", num_landmarks=AOT_MAX_BLOCK_L, pinv_iterations=6, max_distance=32,
+                     **common),
         KernelConfig("landmark", dtype="bf16", num_landmarks=16, pinv_iterations=6, max_distance=0, **common),
+        KernelConfig("landmark", dtype="fp32", num_landmarks=AOT_MAX_BLOCK_L, pinv_iterations=6, max_distance=32,
+                     **common),
     ]
 
 
@@ -398,148 +367,6 @@ def stage_aot(arch: str, out_dir: Path, dry_run: bool, deadline: Deadline) -> di
     return record
 
 
-# ----------------------------------------------------------------------------- stage 3: timing
-
-
-def stage_timing(deadline: Deadline, rounds: int, seqs, progress=lambda record: None) -> dict:
-    """``progress(record)`` is called after every size, so a hard stop keeps what was measured."""
-    import torch
-    import torch.nn.functional as F
-
-    from seo_export import ops
-
-    cfg = dict(TIMING, seqs=list(seqs))
-    left, right = cfg["window_left"], cfg["window_right"]
-    band = left + right + 1
-    batch, heads, head_dim = cfg["batch"], cfg["heads"], cfg["head_dim"]
-    scale = head_dim ** -0.5
-    record = {"config": cfg, "band_width": band, "dtype": "fp16", "rounds": rounds,
-              "flops_formula": "4 * B * H * S * band_width * D", "sizes": []}
-    try:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-        flex = torch.compile(flex_attention, dynamic=False)
-        flex_problem = None
-    except Exception as exc:
-        flex, flex_problem = None, f"FlexAttention unavailable: {first_line(exc)}"
-
-    def sliding(b, h, q_idx, kv_idx):
-        rel = kv_idx - q_idx
-        return (rel >= -left) & (rel <= right)
-
-    for seq in seqs:
-        size = {"seq": seq, "flops": band_flops(batch, heads, seq, band, head_dim), "contenders": {}}
-        record["sizes"].append(size)
-        if deadline.left() < 15:
-            size["skipped"] = "out of time"
-            continue
-        try:
-            torch.manual_seed(seq)
-            q, k, v = (torch.randn(batch, heads, seq, head_dim, device="cuda", dtype=torch.float16)
-                       for _ in range(3))
-            rel = torch.arange(seq, device="cuda")[None, :] - torch.arange(seq, device="cuda")[:, None]
-            band_mask = (rel >= -left) & (rel <= right)
-            del rel
-            free = torch.cuda.mem_get_info()[0]
-            runs = {"local_triton": lambda: ops.local_window_attention(
-                q, k, v, window_left=left, window_right=right, scale=scale, backend="triton")}
-            skipped = {}
-            need = dense_eager_bytes(batch, heads, seq)
-            if need > 0.8 * free:
-                skipped["dense_eager"] = f"would need ~{need / 2**30:.1f} GiB of {free / 2**30:.1f} GiB free"
-            else:
-                def dense():
-                    logits = torch.matmul(q, k.transpose(-1, -2)) * scale
-                    logits.masked_fill_(~band_mask, float("-inf"))
-                    return torch.matmul(torch.softmax(logits, dim=-1), v)
-                runs["dense_eager"] = dense
-            need = sdpa_mask_bytes(seq) + 4 * batch * heads * seq * head_dim * 2
-            if need > 0.8 * free:
-                skipped["sdpa_band_mask"] = f"would need ~{need / 2**30:.1f} GiB of {free / 2**30:.1f} GiB free"
-            else:
-                runs["sdpa_band_mask"] = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=band_mask,
-                                                                                scale=scale)
-            if flex is None:
-                skipped["flex_sliding_window"] = flex_problem
-            else:
-                block_mask = create_block_mask(sliding, B=None, H=None, Q_LEN=seq, KV_LEN=seq, device="cuda")
-                runs["flex_sliding_window"] = lambda: flex(q, k, v, block_mask=block_mask, scale=scale)
-            for name, reason in skipped.items():
-                size["contenders"][name] = {"skipped": reason}
-
-            # Warm-up (compiles Triton / torch.compile) and a cross-check against the local kernel.
-            reference_out = None
-            for name in list(runs):
-                # torch.compile of FlexAttention takes tens of seconds on a fresh machine.
-                needed = 45 if name == "flex_sliding_window" else 10
-                if deadline.left() < needed:
-                    size["contenders"][name] = {"skipped": f"out of time before warm-up (needs ~{needed} s)"}
-                    del runs[name]
-                    continue
-                entry = size["contenders"].setdefault(name, {})
-                try:
-                    torch.cuda.reset_peak_memory_stats()
-                    base = torch.cuda.memory_allocated()
-                    start = now()
-                    out = runs[name]()
-                    torch.cuda.synchronize()
-                    entry["warmup_s"] = round(now() - start, 2)
-                    entry["peak_extra_gib"] = round((torch.cuda.max_memory_allocated() - base) / 2**30, 3)
-                    if reference_out is None:
-                        reference_out = out
-                    else:
-                        entry["max_abs_diff_vs_local"] = float((out.float() - reference_out.float()).abs().max())
-                    del out
-                except torch.cuda.OutOfMemoryError as exc:
-                    entry["skipped"] = f"out of memory: {first_line(exc)}"
-                    del runs[name]
-                    torch.cuda.empty_cache()
-                except Exception as exc:
-                    entry["error"] = first_line(exc)
-                    del runs[name]
-            del reference_out
-
-            # Interleaved rounds: every contender once per round, so drift hits all alike.
-            times = {name: [] for name in runs}
-            per_call = {name: size["contenders"][name].get("warmup_s", 0.01) for name in runs}
-            for _ in range(rounds):
-                if deadline.left() < 5:
-                    size["rounds_cut_short"] = True
-                    break
-                for name, fn in runs.items():
-                    iters = max(1, min(50, int(0.05 / max(per_call[name], 1e-5))))
-                    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    begin.record()
-                    for _ in range(iters):
-                        fn()
-                    end.record()
-                    end.synchronize()
-                    ms = begin.elapsed_time(end) / iters
-                    times[name].append(ms)
-                    per_call[name] = ms / 1000
-            for name, samples in times.items():
-                entry = size["contenders"][name]
-                if samples:
-                    median = statistics.median(samples)
-                    entry.update(ms_median=round(median, 4), ms_min=round(min(samples), 4),
-                                 ms_samples=[round(s, 4) for s in samples],
-                                 tflops=round(size["flops"] / (median * 1e-3) / 1e12, 2))
-            local_ms = size["contenders"].get("local_triton", {}).get("ms_median")
-            if local_ms:
-                for name, entry in size["contenders"].items():
-                    if entry.get("ms_median") and name != "local_triton":
-                        entry["local_speedup"] = round(entry["ms_median"] / local_ms, 2)
-            runs.clear()  # drop the closures over q, k, v and the mask before the next size
-            q = k = v = band_mask = block_mask = None
-        except Exception as exc:
-            size["error"] = first_line(exc)
-            size["traceback"] = traceback.format_exc(limit=4)
-        finally:
-            torch.cuda.empty_cache()
-            progress(record)
-    return record
-
-
 # ----------------------------------------------------------------------------- driver
 
 
@@ -577,16 +404,34 @@ def environment(device: str) -> dict:
     return env
 
 
+STAGES = ("triton", "aot", "timing", "landmark", "model")
+#: Share of the budget each stage leaves for the stages after it (the rest flows on when a stage ends early);
+#: aot, short and a correctness check, takes what it needs.
+KEEP_FOR_LATER = {"triton": 0.7, "timing": 0.3, "landmark": 0.22, "model": 0.0}
+#: Stages whose ``passed`` is a correctness verdict (the model stage's: its parity check).
+CORRECTNESS = ("triton", "aot", "model")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for device_check.json")
     parser.add_argument("--dry-run", action="store_true",
-                        help="CPU only: the harness under TRITON_INTERPRET=1 at tiny sizes, PTX compiled not launched")
+                        help="CPU only: every stage under TRITON_INTERPRET=1 at tiny sizes, PTX compiled not launched")
     parser.add_argument("--budget", type=float, default=240.0, help="seconds for all stages (default 240)")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7)")
-    parser.add_argument("--seqs", default=",".join(map(str, TIMING["seqs"])), help="timing sequence lengths")
-    parser.add_argument("--skip", default="", help="comma-separated stages to skip: triton, aot, timing")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7; 1 in a dry run)")
+    parser.add_argument("--seqs", default=",".join(map(str, kernels.LOCAL["seqs"])),
+                        help="sequence lengths of the timing, landmark and model stages (the GPU run's)")
+    parser.add_argument("--skip", default="", help=f"comma-separated stages to skip: {', '.join(STAGES)}")
     return parser.parse_args(argv)
+
+
+def timing_plan(seqs) -> list[dict]:
+    """What the local timing stage measures on the GPU (recorded in a dry run, which runs tiny sizes)."""
+    cfg = kernels.LOCAL
+    band = cfg["window_left"] + cfg["window_right"] + 1
+    return [{"seq": s, "flops": kernels.band_flops(cfg["batch"], cfg["heads"], s, band, cfg["head_dim"]),
+             "dense_eager_gib": round(kernels.dense_eager_bytes(cfg["batch"], cfg["heads"], s) / 2**30, 1)}
+            for s in seqs]
 
 
 def main(argv=None) -> int:
@@ -599,9 +444,13 @@ def main(argv=None) -> int:
     out_dir = Path(args.out)
     out_path = out_dir / RESULT_NAME
     deadline = Deadline(args.budget)
-    results = {"format": 1, "mode": "dry-run" if args.dry_run else "gpu", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    results = {"format": 2, "mode": "dry-run" if args.dry_run else "gpu", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "budget_s": args.budget, "stages": {}}
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = sorted(skip - set(STAGES))
+    if unknown:
+        print(f"device_check: unknown stage {unknown[0]!r} in --skip; stages: {', '.join(STAGES)}", file=sys.stderr)
+        return 2
 
     try:
         import torch
@@ -639,29 +488,29 @@ def main(argv=None) -> int:
         results["stages"][name]["seconds"] = round(now() - start, 1)
         atomic_write_json(out_path, results)
 
-    dtypes = ["fp16", "bf16"]
-    run_stage("triton", lambda: stage_triton(device, dtypes, args.dry_run, deadline, reserve_s=0.5 * args.budget))
-    run_stage("aot", lambda: stage_aot(arch, out_dir, args.dry_run, deadline))
-    if args.dry_run:
-        seqs = [int(s) for s in args.seqs.split(",") if s]
-        results["stages"]["timing"] = {
-            "skipped": "dry run: no GPU",
-            "plan": [{"seq": s, "flops": band_flops(TIMING["batch"], TIMING["heads"], s,
-                                                    TIMING["window_left"] + TIMING["window_right"] + 1,
-                                                    TIMING["head_dim"]),
-                      "dense_eager_gib": round(dense_eager_bytes(TIMING["batch"], TIMING["heads"], s) / 2**30, 1)}
-                     for s in seqs],
-        }
-    else:
-        def progress(record):
-            results["stages"]["timing"] = record
+    def progress(name):
+        def write(record):  # after every size: a hard stop keeps what was measured
+            results["stages"][name] = record
             atomic_write_json(out_path, results)
+        return write
 
-        seqs = [int(s) for s in args.seqs.split(",") if s]
-        run_stage("timing", lambda: stage_timing(deadline, args.rounds, seqs, progress))
+    def share(name):
+        return deadline.keeping(KEEP_FOR_LATER[name] * args.budget)
 
-    correctness = [results["stages"][s] for s in ("triton", "aot") if "skipped" not in results["stages"][s]]
+    seqs = [int(s) for s in args.seqs.split(",") if s]
+    rounds = 1 if args.dry_run else args.rounds
+    timed = {"timing": kernels.stage_local, "landmark": kernels.stage_landmark, "model": whole_model.stage_model}
+    run_stage("triton", lambda: stage_triton(device, ["fp16", "bf16"], args.dry_run, deadline,
+                                             reserve_s=KEEP_FOR_LATER["triton"] * args.budget))
+    run_stage("aot", lambda: stage_aot(arch, out_dir, args.dry_run, deadline))  # short, and a correctness check
+    for name, stage in timed.items():
+        run_stage(name, lambda: stage(share(name), rounds, seqs, device, args.dry_run, progress(name)))
+    if args.dry_run and "timing" not in skip:
+        results["stages"]["timing"]["plan"] = timing_plan(seqs)
+
+    correctness = [results["stages"][s] for s in CORRECTNESS if "skipped" not in results["stages"][s]]
     passed = all(stage.get("passed") for stage in correctness)
+    results["goals"] = [goal for s in timed if s not in skip for goal in results["stages"][s].get("goals", [])]
     results.update(status="passed" if passed else "failed", seconds=round(now() - deadline.start, 1))
     atomic_write_json(out_path, results)
     print_summary(results, out_path)
@@ -672,7 +521,8 @@ def print_summary(results: dict, path: Path) -> None:
     env = results.get("environment", {})
     print(f"device_check ({results['mode']}) on {env.get('gpu', env.get('device'))}: {results['status']} "
           f"in {results.get('seconds')} s -> {path}")
-    triton_stage = results["stages"].get("triton", {})
+    stages = results["stages"]
+    triton_stage = stages.get("triton", {})
     if "cases" in triton_stage:
         ran = [c for c in triton_stage["cases"] if c["passed"] is not None]
         worst = max((c.get("worst_err_over_allowed", math.inf) for c in ran), default=0.0)
@@ -681,24 +531,25 @@ def print_summary(results: dict, path: Path) -> None:
               f"failed: {triton_stage['failed'] or 'none'}")
     elif triton_stage:
         print(f"  triton: {triton_stage.get('error') or triton_stage.get('skipped')}")
-    aot = results["stages"].get("aot", {})
+    aot = stages.get("aot", {})
     if "kernels" in aot:
         print(f"  aot ({aot.get('arch')}): {len(aot['kernels']) - len(aot.get('failed', []))}/{len(aot['kernels'])} "
               f"kernels pass; failed: {aot.get('failed') or 'none'}{'; ' + aot['error'] if aot.get('error') else ''}")
     elif aot:
         print(f"  aot: {aot.get('error') or aot.get('skipped')}")
-    timing = results["stages"].get("timing", {})
-    for size in timing.get("sizes", []):
-        parts = []
-        for name in CONTENDERS:
-            entry = size.get("contenders", {}).get(name, {})
-            if "ms_median" in entry:
-                parts.append(f"{name} {entry['ms_median']:.3f} ms ({entry['tflops']} TFLOP/s)")
-            elif entry:
-                parts.append(f"{name} -- {entry.get('skipped') or entry.get('error')}")
-        print(f"  S={size['seq']}: " + ("; ".join(parts) or size.get("skipped") or size.get("error", "")))
-    if timing.get("skipped") or timing.get("error"):
-        print(f"  timing: {timing.get('skipped') or timing.get('error')}")
+    lines = [*kernels.summary_lines(stages.get("timing", {}), kernels.LOCAL_CONTENDERS, "local"),
+             *kernels.summary_lines(stages.get("landmark", {}), kernels.LANDMARK_CONTENDERS, "landmark"),
+             *whole_model.summary_lines(stages.get("model", {}))]
+    for line in lines:
+        print(line)
+    for name in ("timing", "landmark", "model"):
+        stage = stages.get(name, {})
+        if stage.get("skipped") or (stage.get("error") and "sizes" not in stage):
+            print(f"  {name}: {stage.get('skipped') or stage.get('error')}")
+    for goal in results.get("goals", []):
+        print(kernels.goal_line(goal))
+    if results["mode"] == "dry-run" and results.get("goals"):
+        print("  (dry run: tiny sizes in Triton's interpreter; the goal verdicts above mean nothing)")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The prepared GPU check (under 5 minutes on the H200 machine): Triton kernels vs the reference
-# ops in FP16/BF16, the AOT PTX launched through CuPy as TensorRT would launch it, and timings
-# against dense, SDPA and FlexAttention. Runs from the repository, nothing installed.
+# ops in FP16/BF16, the AOT PTX launched through CuPy as TensorRT would launch it, the local kernel
+# against dense, SDPA and FlexAttention, the landmark kernel against a GEMM of its FLOPs, and the
+# whole model with the kernels against eager FP16 SDPA. Runs from the repository, nothing installed.
 #
-#   scripts/device_check.sh OUTDIR [--dry-run] [--budget SECONDS] [--skip triton,aot,timing] ...
+#   scripts/device_check.sh OUTDIR [--dry-run] [--budget SECONDS] [--skip triton,aot,timing,landmark,model] ...
 #
 # Writes OUTDIR/device_check.json (and OUTDIR/aot_manifest.json). Exit status: 0 passed,
 # 1 a correctness check failed, 2 no GPU or bad usage, 124 the hard time limit hit.

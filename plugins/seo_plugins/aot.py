@@ -3,7 +3,8 @@
 ``compile_kernels`` writes one ``<name>.ptx`` per (configuration, arch) and a
 ``manifest.json`` holding everything a launcher without Python needs: the PTX entry
 name, file hash, run-time arguments in PTX parameter order, threads per block, shared
-memory and the grid as expressions over the shapes B, H, S (see ``seo_plugins.launch``).
+memory and the grid as expressions over the shapes B, H, S (see ``seo_plugins.launch``),
+and the static resource checks' figures (``seo_plugins.ptxas``: registers, spills, shared memory).
 Attributes (windows, landmarks, scale, ...) are compile-time constants, one kernel each.
 """
 
@@ -21,9 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from seo_plugins import ptxas
 from seo_plugins.errors import MissingDependencyError, UsageError
 from seo_plugins.files import atomic_write_text
-from seo_plugins.launch import SHAPE_SYMBOLS, grid_expressions
+from seo_plugins.launch import AOT_MAX_BLOCK_L, SHAPE_SYMBOLS, grid_expressions
 
 OPS = ("local_window", "landmark")
 ELEMENT_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
@@ -97,7 +99,11 @@ class KernelConfig:
             return local_window_fwd, launch, constants
         from seo_plugins.kernels.landmark import landmark_constants, landmark_fwd
 
-        launch, constants = landmark_constants(self.head_dim, self.num_landmarks, self.pinv_iterations, **common)
+        try:  # the single-kernel AOT form refuses what cannot fit TensorRT's shared memory
+            launch, constants = landmark_constants(self.head_dim, ELEMENT_BYTES[self.dtype], self.num_landmarks,
+                                                   self.pinv_iterations, **common)
+        except ValueError as exc:
+            raise UsageError(f"{self.name}: {exc}") from None
         return landmark_fwd, launch, constants
 
 
@@ -107,7 +113,9 @@ def _fp32_bits(x: float) -> int:
 
 def default_configs() -> list[KernelConfig]:
     """The model zoo defaults as the exporter emits them, in FP16 and FP32: head dim 64, window
-    128 bidirectional or causal, 64 landmarks with 6 iterations. Every exported node carries
+    128 bidirectional or causal, landmarks with 6 iterations. The zoo's 64 landmarks run on the
+    JIT path only (``seo_plugins.launch.AOT_MAX_BLOCK_L``): the AOT build takes 32, its most.
+    Every exported node carries
     a mask and a bias input (an absent bias becomes a zero [H, 1] table, K = 0; relative
     positional encoding uses K = 32), so both are always present."""
     configs = []
@@ -116,7 +124,7 @@ def default_configs() -> list[KernelConfig]:
             flags = dict(dtype=dtype, head_dim=64, has_mask=True, has_bias=True, max_distance=max_distance)
             configs += [KernelConfig("local_window", window_left=64, window_right=64, **flags),
                         KernelConfig("local_window", window_left=127, window_right=0, **flags),
-                        KernelConfig("landmark", num_landmarks=64, pinv_iterations=6, **flags)]
+                        KernelConfig("landmark", num_landmarks=AOT_MAX_BLOCK_L, pinv_iterations=6, **flags)]
     return configs
 
 
@@ -234,18 +242,40 @@ def compile_kernel(config: KernelConfig, arch: str, ptx_version: int | None = DE
     return CompiledKernel(ptx=ptx, entry=entry)
 
 
+def compile_checked(config: KernelConfig, arch: str, ptx_version: int | None, ptxas_path: str | None) -> CompiledKernel:
+    """``compile_kernel`` plus the entry's ``resources``: ptxas's figures when ``ptxas_path`` is given."""
+    compiled = compile_kernel(config, arch, ptx_version)
+    entry = compiled.entry
+    found = ptxas.measure(compiled.ptx, entry["target"], entry["kernel"], ptxas_path) if ptxas_path else None
+    return CompiledKernel(ptx=compiled.ptx, entry={**entry, "resources": ptxas.resources_entry(entry, found)})
+
+
+def _describe(entry: dict) -> str:
+    record = entry["resources"]
+    if "registers" not in record:
+        return f"{record['dynamic_shared_bytes']} B shared"
+    return (f"{record['dynamic_shared_bytes']} B shared + {record['static_shared_bytes']} B static, "
+            f"{record['registers']} registers, spills {record['spill_stores_bytes']} B stored "
+            f"{record['spill_loads_bytes']} B loaded")
+
+
 def compile_kernels(configs=None, archs=DEFAULT_ARCHS, *, out_dir, ptx_version: int | None = DEFAULT_PTX_VERSION,
-                    jobs: int | None = None, log=None) -> Path:
+                    jobs: int | None = None, log=None, run_ptxas: bool = True,
+                    allow_shared_opt_in: bool = False) -> Path:
     """Compile every configuration for every arch into ``out_dir``; returns the manifest path.
 
     ``jobs`` compiler processes run at once (default: one per CPU). Each file is written
     atomically and the manifest last, so an interrupted run never leaves a manifest naming a
-    missing file (``load_manifest`` also checks every hash).
+    missing file (``load_manifest`` also checks every hash). ``run_ptxas`` assembles each PTX
+    for its target to record registers, spills and static shared memory; no manifest is written
+    when a kernel fails ``ptxas.check_kernels`` (above 48 KiB of shared memory only with
+    ``allow_shared_opt_in``).
     """
     import triton
 
     for arch in archs:
         parse_arch(arch)  # fail on a typo before minutes of compiling
+    ptxas_path = ptxas.find_ptxas() if run_ptxas else None  # and on a missing ptxas
     configs = default_configs() if configs is None else list(configs)
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
@@ -260,14 +290,17 @@ def compile_kernels(configs=None, archs=DEFAULT_ARCHS, *, out_dir, ptx_version: 
         if jobs > 1:  # spawn: compiler workers must not inherit a forked Triton/torch state
             pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")))
             run = pool.map
-        for compiled in run(compile_kernel, *zip(*work), itertools.repeat(ptx_version)):
+        for compiled in run(compile_checked, *zip(*work), itertools.repeat(ptx_version), itertools.repeat(ptxas_path)):
             atomic_write_text(out / compiled.entry["ptx"], compiled.ptx)
             entries.append(compiled.entry)
             if log:
-                log(f"compiled {compiled.entry['name']} ({compiled.entry['shared_mem_bytes']} B shared)")
+                log(f"compiled {compiled.entry['name']} ({_describe(compiled.entry)})")
+    ptxas.check_kernels(entries, allow_shared_opt_in)
     manifest = {
         "format": MANIFEST_FORMAT,
         "triton_version": triton.__version__,
+        "ptxas": ({"path": ptxas_path, "version": ptxas.ptxas_version(ptxas_path)} if ptxas_path
+                  else {"skipped": "not run (--no-ptxas): no register, spill or static shared memory figures"}),
         "shape_symbols": SHAPE_SYMBOLS,
         "kernels": entries,
     }
@@ -309,6 +342,7 @@ def drop_unused_scratch_params(ptx: str, entry: dict) -> str:
 __all__ = [
     "DEFAULT_ARCHS",
     "KernelConfig",
+    "compile_checked",
     "compile_kernel",
     "compile_kernels",
     "default_configs",

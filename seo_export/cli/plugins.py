@@ -3,7 +3,8 @@
 Triton compiles for a named CUDA target, so no GPU is needed. Without ``--model`` every
 default configuration is compiled (``seo_plugins.aot.default_configs``); with it, the
 configurations the model's seo nodes need: one kernel per (op, dtype, head dim, attributes,
-bias width). The output folder appears complete or not at all.
+bias width). Every PTX is assembled with ``ptxas`` for its arch and checked (``seo_plugins.ptxas``):
+no spills, at most 48 KiB of shared memory. The output folder appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(plugins_parser=parser)
     actions = parser.add_subparsers(dest="plugins_command", metavar="ACTION")
     help_text = ("AOT-compile the seo kernels to PTX for named GPU archs (no GPU needed) and write "
-                 "DIR/manifest.json: kernel names, PTX files and hashes, launch grids, shared memory.")
+                 "DIR/manifest.json: kernel names, PTX files and hashes, launch grids, shared memory, and the "
+                 "registers and spills ptxas reports. Fails when a kernel spills or needs more than 48 KiB of "
+                 "shared memory.")
     compile_parser = actions.add_parser("compile", help=help_text, description=help_text)
     compile_parser.add_argument("-o", "--output", required=True, metavar="DIR",
                                 help="output folder (replaced as a whole; a folder holding anything but a "
@@ -40,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     compile_parser.add_argument("--ptx-version", type=int, default=80, metavar="ISA",
                                 help="PTX ISA version written into the PTX, e.g. 80 for 8.0 (default 80: loads "
                                      "on CUDA 12.0+ drivers)")
+    compile_parser.add_argument("--no-ptxas", action="store_true",
+                                help="skip ptxas (CUDA's assembler): no register, spill or static shared memory "
+                                     "checks (the manifest records that they were skipped)")
+    compile_parser.add_argument("--allow-shared-opt-in", action="store_true",
+                                help="keep kernels that need more than 48 KiB of dynamic shared memory, for launchers "
+                                     "that raise the limit (TensorRT's AOT plugins still refuse them)")
     compile_parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
@@ -232,7 +241,8 @@ def compile_command(args: argparse.Namespace) -> int:
     try:
         try:
             manifest_path = compile_kernels(configs, archs, out_dir=staging, ptx_version=args.ptx_version,
-                                            jobs=args.jobs, log=log)
+                                            jobs=args.jobs, log=log, run_ptxas=not args.no_ptxas,
+                                            allow_shared_opt_in=args.allow_shared_opt_in)
         except SeoExportError:
             raise
         except Exception as exc:  # Triton's compiler errors: one line, not a traceback
@@ -250,8 +260,22 @@ def compile_command(args: argparse.Namespace) -> int:
                 except OSError:
                     break
     elapsed = time.perf_counter() - start
-    largest = max(e["shared_mem_bytes"] for e in manifest["kernels"])
     print(f"compiled {len(manifest['kernels'])} kernels ({len(configs)} configurations x {len(archs)} archs: "
           f"{', '.join(archs)}) into {out} in {elapsed:.1f} s; manifest {out / Path(manifest_path).name}; "
-          f"largest shared memory {largest} bytes")
+          f"{_static_checks_summary(manifest)}")
     return 0
+
+
+def _static_checks_summary(manifest: dict) -> str:
+    kernels = manifest["kernels"]
+    records = [e["resources"] for e in kernels]
+    text = f"largest dynamic shared memory {max(r['dynamic_shared_bytes'] for r in records)} bytes"
+    if "version" in manifest["ptxas"]:
+        text += (f"; ptxas {manifest['ptxas']['version']}: no spills, at most "
+                 f"{max(r['registers'] for r in records)} registers per thread")
+    else:
+        text += "; ptxas skipped (--no-ptxas): registers and spills not checked"
+    opt_in = [e["name"] for e in kernels if e["resources"]["needs_shared_opt_in"]]
+    if opt_in:
+        text += f"; needing the shared-memory opt-in above 48 KiB (not for TensorRT AOT): {', '.join(opt_in)}"
+    return text

@@ -174,10 +174,11 @@ def test_default_configurations_without_a_model(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_compile(configs, archs, *, out_dir, ptx_version, jobs, log):
-        seen.update(configs=configs, archs=archs, ptx_version=ptx_version)
-        (out_dir / "manifest.json").write_text(json.dumps({"kernels": [{"ptx": "a.ptx", "sha256": "0" * 64,
-                                                                         "shared_mem_bytes": 0}]}))
+    def fake_compile(configs, archs, *, out_dir, ptx_version, jobs, log, run_ptxas, allow_shared_opt_in):
+        seen.update(configs=configs, archs=archs, ptx_version=ptx_version, run_ptxas=run_ptxas)
+        resources = {"dynamic_shared_bytes": 0, "needs_shared_opt_in": False}
+        (out_dir / "manifest.json").write_text(json.dumps({"ptxas": {"skipped": "--no-ptxas"}, "kernels": [
+            {"ptx": "a.ptx", "sha256": "0" * 64, "shared_mem_bytes": 0, "resources": resources}]}))
         return out_dir / "manifest.json"
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # set by the kernel tests when run together
@@ -185,9 +186,10 @@ def test_default_configurations_without_a_model(tmp_path, monkeypatch):
     monkeypatch.setattr(aot, "load_manifest", lambda folder: json.loads((folder / "manifest.json").read_text()))
     args = types.SimpleNamespace(plugins_command="compile", output=str(tmp_path / "a" / "b" / "out"),
                                  arch="sm_80, sm_90a", model=None, head_dim=None, jobs=None, ptx_version=80,
-                                 quiet=True)
+                                 quiet=True, no_ptxas=False, allow_shared_opt_in=False)
     assert plugins_cli.run(args) == 0
     assert seen["configs"] == aot.default_configs() and seen["archs"] == ["sm_80", "sm_90"]
+    assert seen["run_ptxas"], "ptxas runs unless --no-ptxas"
     assert (tmp_path / "a" / "b" / "out" / "manifest.json").is_file()
 
     def failing(*args, **kwargs):
@@ -198,6 +200,74 @@ def test_default_configurations_without_a_model(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="compiling the kernels failed: RuntimeError: PassManager::run failed$"):
         plugins_cli.run(args)
     assert not (tmp_path / "new").exists(), "a failed run leaves no folder behind"
+
+
+def fake_compile_checked(shared: int, spilled: int = 0):
+    """Stands in for aot.compile_checked (jobs=1 runs it in-process): kernels with the given shared
+    memory and spills, to inject what the static checks exist to catch."""
+    import hashlib
+
+    from seo_plugins import aot, ptxas
+
+    def compile_checked(config, arch, ptx_version, ptxas_path):
+        ptx = f"// {config.name} for {arch}\n"
+        name = f"{config.name}_{arch.replace('_', '')}"
+        entry = {"name": name, "ptx": f"{name}.ptx", "sha256": hashlib.sha256(ptx.encode()).hexdigest(),
+                 "arch": arch, "shared_mem_bytes": shared}
+        found = ptxas.Resources(128, spilled, spilled, spilled, 0) if ptxas_path else None
+        return aot.CompiledKernel(ptx=ptx, entry={**entry, "resources": ptxas.resources_entry(entry, found)})
+
+    return compile_checked
+
+
+@pytest.mark.parametrize("case,shared,spilled,flags,code,fragments", [
+    ("over_48_kib", 49408, 0, [], 2, ["2 of 2 kernels fail the static checks", "(49408 B)", "node attribute aot=0",
+                                      "--allow-shared-opt-in"]),
+    ("spills", 1024, 16, [], 2, ["registers spilled to local memory", "(16 B stored, 16 B loaded)"]),
+    ("over_the_arch", 200 * 1024, 0, ["--allow-shared-opt-in"], 2, ["more shared memory than the arch has",
+                                                                     "sm_80 allows 166912 B"]),
+    ("opt_in_allowed", 49408, 0, ["--allow-shared-opt-in"], 0, []),
+    ("no_ptxas", 1024, 0, ["--no-ptxas"], 0, []),
+])
+def test_static_checks_decide_what_is_written(in_folder, monkeypatch, capsys, case, shared, spilled, flags, code,
+                                              fragments):
+    from seo_export.cli.main import main
+    from seo_plugins import aot, ptxas
+
+    monkeypatch.setattr(aot, "compile_checked", fake_compile_checked(shared, spilled))
+    monkeypatch.setattr(ptxas, "find_ptxas", lambda: "/usr/bin/ptxas")
+    monkeypatch.setattr(ptxas, "ptxas_version", lambda path: "13.0.88")
+    seo_model(in_folder / "model.onnx")
+    argv = ["plugins", "compile", "--model", "model.onnx", "--arch", "sm_80", "--jobs", "1", "-o", "out", "--quiet"]
+    assert main([*argv, *flags]) == code
+    out, err = capsys.readouterr()
+    if code:
+        assert_one_line_stderr(err, "seo-export plugins: error:", *fragments)
+        assert sorted(p.name for p in in_folder.iterdir()) == ["model.onnx"], "nothing written"
+        return
+    manifest = json.loads((in_folder / "out" / "manifest.json").read_text())
+    if case == "no_ptxas":
+        assert "--no-ptxas" in manifest["ptxas"]["skipped"] and "ptxas skipped (--no-ptxas)" in out
+        assert "registers" not in manifest["kernels"][0]["resources"]
+    else:
+        assert manifest["ptxas"] == {"path": "/usr/bin/ptxas", "version": "13.0.88"}
+        assert all(e["resources"]["needs_shared_opt_in"] for e in manifest["kernels"])
+        assert "needing the shared-memory opt-in above 48 KiB (not for TensorRT AOT): local_window_" in out
+
+
+def test_a_missing_ptxas_is_one_line_before_compiling(in_folder, monkeypatch, capsys):
+    import triton.backends.nvidia.compiler as nvidia
+
+    from seo_export.cli.main import main
+    from seo_plugins import aot, ptxas
+
+    monkeypatch.setattr(ptxas.shutil, "which", lambda name: None)
+    monkeypatch.setattr(nvidia, "get_ptxas", lambda *args: (_ for _ in ()).throw(RuntimeError("none bundled")))
+    monkeypatch.setattr(aot, "compile_checked", lambda *args: pytest.fail("compiled without ptxas"))
+    seo_model(in_folder / "model.onnx")
+    assert main(["plugins", "compile", "--model", "model.onnx", "--arch", "sm_80", "-o", "out"]) == 3
+    assert_one_line_stderr(capsys.readouterr().err, "ptxas (CUDA's assembler) is not on PATH", "--no-ptxas")
+    assert sorted(p.name for p in in_folder.iterdir()) == ["model.onnx"]
 
 
 def test_rerun_replaces_the_folder_as_a_whole(tmp_path):
@@ -266,6 +336,21 @@ def test_device_check_dry_run_exercises_the_harness_on_cpu(cli):
     assert [p["seq"] for p in data["stages"]["timing"]["plan"]] == [4096, 16384, 32768]
     assert (root / "dry" / "aot_manifest.json").is_file()
     assert "device_check (dry-run) on cpu: passed" in result.stdout
+    # The timing stages run at tiny sizes: every contender timed, the goals judged (meaninglessly).
+    stages = data["stages"]
+    (local,) = stages["timing"]["sizes"]
+    assert all("ms_median" in entry for entry in local["contenders"].values()) and len(local["contenders"]) == 5
+    assert local["contenders"]["flex_sliding_window"]["max_abs_diff_vs_local"] < 1e-2
+    (landmark,) = stages["landmark"]["sizes"]
+    assert all("ms_median" in entry for entry in landmark["contenders"].values())
+    assert landmark["contenders"]["gemm_square"]["kernel_time_ratio"] > 0
+    model = stages["model"]
+    assert model["passed"] and set(model["parity"]) == {"sdpa_dense", "local_triton", "landmark_triton"}
+    assert [(s["batch"], s["seq"]) for s in model["sizes"]] == [(1, 16), (2, 16)]
+    assert all(s["contenders"][name]["speedup_vs_sdpa"] > 0 for s in model["sizes"]
+               for name in ("local_triton", "landmark_triton"))
+    assert {g["goal"].split(" ")[0] for g in data["goals"]} == {"local", "landmark", "model"}
+    assert "model parity landmark_triton: pass" in result.stdout and "goal NOT met at S=16 B=2" in result.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")

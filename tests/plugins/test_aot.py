@@ -39,16 +39,26 @@ COMPILE = """
 import json, sys
 from seo_plugins.aot import KernelConfig, compile_kernels
 config = KernelConfig(**json.loads(sys.argv[1]))
-compile_kernels([config], archs=("sm_80",), out_dir=sys.argv[2])
+compile_kernels([config], archs=("sm_80",), out_dir=sys.argv[2], run_ptxas=sys.argv[3] == "1")
 """
+
+
+def have_ptxas() -> bool:
+    from seo_plugins.ptxas import find_ptxas
+
+    try:
+        find_ptxas()
+    except MissingDependencyError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("ptx")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", COMPILE, json.dumps(dataclasses.asdict(SMALL)), str(out)],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", COMPILE, json.dumps(dataclasses.asdict(SMALL)), str(out),
+                             str(int(have_ptxas()))], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -75,6 +85,19 @@ def test_manifest_describes_the_launch(compiled):
     assert entry["constexprs"]["WINDOW_LEFT"] == 3 and entry["constexprs"]["SCALE"] == pytest.approx(8 ** -0.5)
     grid = [eval_shape_expr(e, dict(B=2, H=3, S=37)) for e in entry["grid"]["expr"]]
     assert grid == [-(-37 // entry["grid"]["launch"]["block_m"]), 6, 1]
+
+
+def test_manifest_records_the_static_checks(compiled):
+    manifest = load_manifest(compiled)
+    (entry,) = manifest["kernels"]
+    record = entry["resources"]
+    assert record["dynamic_shared_bytes"] == entry["shared_mem_bytes"] and not record["needs_shared_opt_in"]
+    if not have_ptxas():
+        assert "--no-ptxas" in manifest["ptxas"]["skipped"]
+        pytest.skip("no ptxas here: the manifest says the checks were skipped")
+    assert re.fullmatch(r"\d+(\.\d+)+", manifest["ptxas"]["version"])
+    assert 0 < record["registers"] <= 255 and record["static_shared_bytes"] == 0
+    assert record["spill_stores_bytes"] == record["spill_loads_bytes"] == 0
 
 
 def test_a_changed_or_missing_file_is_refused(compiled, tmp_path):
@@ -139,3 +162,11 @@ def test_parse_arch():
     for bad in ("sm_75", "ampere", ""):
         with pytest.raises(UsageError):
             parse_arch(bad)
+
+
+def test_landmark_aot_refuses_more_landmarks_than_fit_48_kib():
+    """The single AOT landmark kernel holds the L x L pseudo-inverse in one program: above 32
+    landmarks it cannot fit TensorRT's 48 KiB, and the message points to the JIT path."""
+    with pytest.raises(UsageError, match="aot=0"):
+        KernelConfig("landmark", num_landmarks=64).kernel_and_constants()
+    assert all(c.num_landmarks <= 32 for c in default_configs() if c.op == "landmark")
