@@ -20,3 +20,9 @@ class MissingDependencyError(SeoExportError):
     """An optional dependency (TensorRT, a GPU, Triton) is not available here."""
 
     exit_code = 3
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line for such messages: its type and the first line of its text."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -59,12 +59,13 @@ def seo_node_model(op_type: str, head_dim: int, opset: int = 18, key_mask: bool 
     import onnx
     import onnx.helper as oh
 
-    from seo_export.export.functions import DOMAIN, OP_VERSION, function_proto, overload_for
+    from seo_export.export.functions import DOMAIN, OP_VERSION, function_proto, op_type_for, overload_for
 
     inputs = ["q", "k", "v"] + (["key_mask"] if key_mask else [])
-    node = oh.make_node(op_type, inputs, ["out"], domain=DOMAIN, scale=head_dim ** -0.5, plugin_namespace="seo",
-                        plugin_version="1", **attributes)
-    node.overload = overload_for(key_mask, False)
+    overload = overload_for(key_mask, False)
+    node = oh.make_node(op_type_for(op_type, overload), inputs, ["out"], domain=DOMAIN, scale=head_dim ** -0.5,
+                        plugin_namespace="seo", plugin_version="1", **attributes)
+    node.overload = overload
     dims = ["B", "H", "S", "D"]
     values = [oh.make_tensor_value_info(x, onnx.TensorProto.FLOAT, dims) for x in "qkv"]
     if key_mask:

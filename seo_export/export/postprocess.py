@@ -10,7 +10,7 @@ import onnx
 import onnx.inliner
 import onnx.numpy_helper
 
-from seo_export.export.functions import DOMAIN, OP_VERSION, function_proto, overload_for
+from seo_export.export.functions import DOMAIN, OP_VERSION, base_op, function_proto, op_type_for, overload_for
 
 ATTRIBUTE_ORDER = ("window_left", "window_right", "num_landmarks", "pinv_iterations", "scale",
                    "plugin_namespace", "plugin_version")
@@ -53,8 +53,10 @@ def attach_functions(model: onnx.ModelProto) -> None:
     used = set()
     for node in seo_nodes(model):
         inputs = list(node.input) + [""] * (5 - len(node.input))
+        op = base_op(node.op_type)
         node.overload = overload_for(bool(inputs[3]), bool(inputs[4]), _zero_stand_in(producers, inputs[4]))
-        used.add((node.op_type, node.overload))
+        node.op_type = op_type_for(op, node.overload)  # the function's own name (see functions/__init__.py)
+        used.add((op, node.overload))
         ordered = sorted(node.attribute, key=lambda a: ATTRIBUTE_ORDER.index(a.name))
         del node.attribute[:]
         node.attribute.extend(ordered)

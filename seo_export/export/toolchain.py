@@ -3,9 +3,9 @@ say what a round trip broke.
 
 Measured with polygraphy 0.53.6 (onnx-graphsurgeon 0.6.1), onnxslim 0.1.98 and onnxsim 0.8.1 (README,
 "Graph tools"): polygraphy's sanitize drops the model's metadata and the ``overload`` names of nodes
-and functions, onnxslim drops the overload names, onnxsim keeps both. Every export holds one
-function per seo op, so a name dropped on node and function alike still resolves; ``restore`` puts
-the names and the metadata back from the file the tool was given.
+and functions, onnxslim drops the overload names, onnxsim keeps both. Each overload's function has
+a name of its own (the node's op type), so an overload name dropped on node and function alike
+still resolves; ``restore`` puts the names and the metadata back from the file the tool was given.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from seo_export.errors import MissingDependencyError
-from seo_export.export.functions import ATTRIBUTES, DOMAIN, INPUTS, OUTPUTS
+from seo_export.export.functions import ATTRIBUTES, DOMAIN, INPUTS, OUTPUTS, base_op
 from seo_export.export.inspect import node_attributes
 from seo_export.export.postprocess import seo_nodes
 
@@ -112,7 +112,7 @@ def contract_problems(model: onnx.ModelProto, source: onnx.ModelProto) -> list[s
         if function is None:
             problems.append(f"functions: no body for {DOMAIN}::{op_type}[{overload}]")
         elif (tuple(function.input), tuple(function.output), tuple(function.attribute)) != (
-                INPUTS, OUTPUTS, ATTRIBUTES[op_type]) or not function.node:
+                INPUTS, OUTPUTS, ATTRIBUTES.get(base_op(op_type))) or not function.node:
             problems.append(f"functions: {op_type}[{overload}] no longer declares the node contract "
                             f"(inputs {list(function.input)})")
     return problems

@@ -158,6 +158,32 @@ def test_no_plugin_module_means_no_plugins(monkeypatch):
     assert "seo_plugins.trt cannot be imported" in registration.unavailable_reason
 
 
+@pytest.mark.parametrize("error", [RuntimeError("CUDA driver version is insufficient\nfor CUDA runtime"),
+                                   TypeError("unhashable type: 'list'"), AttributeError()])
+def test_any_plugin_registration_error_becomes_one_line(monkeypatch, error):
+    # seo_plugins.trt turns errors of TensorRT's plugin API into ImportError; anything that still
+    # escapes (or breaks the import itself) is reported where a seo node needs the plugins, not raised.
+    module = types.ModuleType("seo_plugins.trt")
+
+    def register_plugins():
+        raise error
+
+    module.register_plugins = register_plugins
+    monkeypatch.setitem(sys.modules, "seo_plugins.trt", module)
+    registration = loader.register_seo_plugins()
+    assert registration.manifest_sha256 is None and "\n" not in registration.unavailable_reason
+    assert registration.unavailable_reason.startswith(f"seo_plugins.trt.register_plugins() failed "
+                                                      f"({type(error).__name__}")
+    assert "TensorRT 10.12 or later" in registration.unavailable_reason
+
+    def broken_import(name, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(loader.importlib, "import_module", broken_import)
+    reason = loader.register_seo_plugins().unavailable_reason
+    assert reason.startswith(f"importing seo_plugins.trt failed ({type(error).__name__}") and "\n" not in reason
+
+
 def test_plugin_module_hash_comes_from_what_it_returns(monkeypatch, tmp_path):
     module = types.ModuleType("seo_plugins.trt")
     module.__file__ = str(tmp_path / "trt.py")

@@ -233,7 +233,7 @@ def test_seo_nodes_as_exported_pass_the_build_checks():
 def test_seo_nodes_the_plugins_cannot_take_are_refused_before_tensorrt(changes, fragment):
     with pytest.raises(UsageError, match=re.escape(fragment)) as info:
         check_seo_nodes(local_node(**changes))
-    assert str(info.value).startswith("node 'attn_0' (seo::LocalWindowAttention)")
+    assert str(info.value).startswith("node 'attn_0' (seo::LocalWindowAttention_no_mask_no_bias)")
 
 
 def test_build_checks_the_seo_nodes_first(tmp_path):
@@ -247,7 +247,8 @@ def test_seo_nodes_need_registered_plugins():
     # Without the plugins TensorRT's parser would inline the function bodies and build silently.
     missing = PluginRegistration(None, "seo_plugins.trt cannot be imported: No module named 'triton'")
     with pytest.raises(MissingDependencyError, match=re.escape(
-            "the model's seo::LocalWindowAttention nodes need the seo TensorRT plugins, which are not registered "
+            "the model's seo::LocalWindowAttention_no_mask_no_bias nodes need the seo TensorRT plugins, which are not "
+            "registered "
             "(seo_plugins.trt cannot be imported: No module named 'triton'); pip install")):
         require_plugins(local_node(), missing)
     require_plugins(local_node(), PluginRegistration("a" * 64))

@@ -23,7 +23,9 @@ from seo_export.export.functions import (
     OP_VERSION,
     ZERO_BIAS,
     all_function_protos,
+    base_op,
     function_proto,
+    op_type_for,
     overload_for,
 )
 from seo_export.ops import landmark_attention_reference, local_window_attention_reference
@@ -38,13 +40,16 @@ ATOL = 1e-5
 
 
 # --------------------------------------------------------------------------- model building
-def seo_node(op_type, attrs, has_mask, has_bias, out, q="q", k="k", v="v", mask="key_mask", bias="rel_bias"):
-    """An seo node with ONNX's optional-input convention: "" for a middle gap, trailing absences dropped."""
+def seo_node(op_type, attrs, has_mask, has_bias, out, q="q", k="k", v="v", mask="key_mask", bias="rel_bias",
+             overload=None):
+    """An seo node with ONNX's optional-input convention: "" for a middle gap, trailing absences dropped;
+    its op type names its overload (``overload_for`` unless given)."""
     inputs = [q, k, v, mask if has_mask else "", bias if has_bias else ""]
     while inputs[-1] == "":
         inputs.pop()
-    node = oh.make_node(op_type, inputs, [out], domain=DOMAIN, **attrs, **PLUGIN)
-    node.overload = overload_for(has_mask, has_bias)
+    overload = overload_for(has_mask, has_bias) if overload is None else overload
+    node = oh.make_node(op_type_for(op_type, overload), inputs, [out], domain=DOMAIN, **attrs, **PLUGIN)
+    node.overload = overload
     return node
 
 
@@ -59,7 +64,7 @@ def build_model(nodes, elem=FLOAT, opset=18, before=(), after=(), inputs=None, o
             inputs.append(oh.make_tensor_value_info("rel_bias", elem, ["H", "W"]))
     if outputs is None:
         outputs = [oh.make_tensor_value_info(n.output[0], elem, ["B", "H", "S", "D"]) for n in nodes]
-    variants = sorted({(n.op_type, n.overload) for n in nodes})
+    variants = sorted({(base_op(n.op_type), n.overload) for n in nodes})
     graph = oh.make_graph([*before, *nodes, *after], "seo_functions_test", inputs, outputs)
     model = oh.make_model(
         graph,
@@ -135,18 +140,48 @@ def test_overload_names():
 def test_protos_declare_the_node_contract(opset):
     protos = all_function_protos(opset)
     assert sorted((p.name, p.overload) for p in protos) == sorted(
-        (op, name) for op in (LOCAL_WINDOW, LANDMARK) for name in [*(overload_for(m, b) for m, b in PRESENCE),
-                                                                   ZERO_BIAS])
+        (op_type_for(op, name), name) for op in (LOCAL_WINDOW, LANDMARK)
+        for name in [*(overload_for(m, b) for m, b in PRESENCE), ZERO_BIAS])
     for proto in protos:
         assert proto.domain == DOMAIN
         assert list(proto.input) == ["q", "k", "v", "key_mask", "rel_bias"]
         assert list(proto.output) == ["out"]
         assert [(o.domain, o.version) for o in proto.opset_import] == [("", opset)]
         assert {n.domain for n in proto.node} == {""}, "standard ONNX ops only"
-        expected = ["window_left", "window_right"] if proto.name == LOCAL_WINDOW else ["num_landmarks",
-                                                                                      "pinv_iterations"]
+        expected = ["window_left", "window_right"] if base_op(proto.name) == LOCAL_WINDOW else ["num_landmarks",
+                                                                                                "pinv_iterations"]
         assert list(proto.attribute) == expected + ["scale", "plugin_namespace", "plugin_version"]
         assert "Softmax" not in {n.op_type for n in proto.node}  # masked softmax is spelt out
+
+
+def test_every_overload_has_a_name_of_its_own():
+    # onnx-tensorrt keys model-local functions by name alone and keeps the first one it meets
+    # (ModelImporter.cpp, importLocalFunctions), so overloads sharing a name would all run one body.
+    protos = all_function_protos(18)
+    by_name = {}
+    for proto in protos:
+        by_name.setdefault(proto.name, proto)
+    assert len(by_name) == len(protos)
+    assert function_proto(LOCAL_WINDOW, "", 18).name == LOCAL_WINDOW, "the default keeps the plugin's name"
+    assert function_proto(LANDMARK, ZERO_BIAS, 18).name == "LandmarkAttention_zero_bias"
+    assert {base_op(p.name) for p in protos} == {LOCAL_WINDOW, LANDMARK} and base_op("Attention") is None
+
+
+def test_a_model_with_two_overloads_of_one_op_runs_each_body_when_keyed_by_name():
+    """Two local-window nodes, one with and one without rel_bias, parsed the way onnx-tensorrt does
+    without the plugins: each node's op type finds its own body by name, and ONNX Runtime agrees."""
+    attrs = {"window_left": 2, "window_right": 2, "scale": 0.5}
+    nodes = [seo_node(LOCAL_WINDOW, attrs, True, True, "a"), seo_node(LOCAL_WINDOW, attrs, True, False, "b")]
+    model = build_model(nodes)
+    first_by_name = {}
+    for function in model.functions:
+        first_by_name.setdefault(function.name, function)
+    assert [first_by_name[n.op_type].overload for n in nodes] == ["", "no_bias"]
+    q, k, v, mask, bias = inputs_for(2, 9)
+    got = session(model).run(None, feeds(q, k, v, mask, bias))
+    for out, with_bias in zip(got, (bias, None)):
+        want = reference(LOCAL_WINDOW, attrs, q, k, v, mask, with_bias).numpy()
+        np.testing.assert_allclose(out, want, atol=ATOL)
 
 
 def test_protos_are_fresh_and_deterministic():
@@ -257,8 +292,7 @@ def test_changing_window_left_in_the_file_changes_the_ort_output():
 def test_zero_bias_reads_the_bias_for_its_type_only(op_type, attrs, elem):
     """The exporter's zero [H, 1] stand-in: same values as no bias (any per-head constant is, as softmax
     ignores a row shift), the output in the bias's type, and every formal input read."""
-    node = seo_node(op_type, attrs, True, True, "out")
-    node.overload = ZERO_BIAS
+    node = seo_node(op_type, attrs, True, True, "out", overload=ZERO_BIAS)
     model = build_model([node], elem=elem)
     assert {i for n in model.functions[0].node for i in n.input} >= {"q", "k", "v", "key_mask", "rel_bias"}
     q, k, v, mask, _ = inputs_for(3, 29)

@@ -229,7 +229,8 @@ def test_build_info_is_deterministic_and_follows_the_sources(tmp_path):
         (tmp_path / name).write_text(name)
     info = rules.plugin_build_info(tmp_path, triton_version="3.9.0")
     assert sorted(info["sources"]) == ["aot.py", "kernels/a.py", "launch.py", "trt/b.py"]
-    assert info["plugins"] == {"seo::LocalWindowAttention": "1", "seo::LandmarkAttention": "1"}
+    assert info["plugins"] == {"seo::LocalWindowAttention": "1", "seo::LocalWindowAttention_zero_bias": "1",
+                               "seo::LandmarkAttention": "1", "seo::LandmarkAttention_zero_bias": "1"}
     assert rules.plugin_build_info(tmp_path, triton_version="3.9.0") == info
     (tmp_path / "kernels/a.py").write_text("changed")
     assert rules.plugin_build_info(tmp_path, triton_version="3.9.0") != info
@@ -350,7 +351,8 @@ class FakeTrtp(types.ModuleType):
                     assert not seen_attr, "tensors come before attributes"
                     tensors.append(pname)
                 else:
-                    assert param.annotation in (int, float, str, bool, bytes), f"{pname}: unsupported type"
+                    assert param.annotation in (int, float, str, bool, bytes) or (  # or npt.NDArray[dtype]
+                        typing.get_origin(param.annotation) is np.ndarray), f"{pname}: unsupported type"
                     assert pname not in ("outputs", "stream", "tactic")
                     seen_attr = True
                     attrs[pname] = param.annotation
@@ -431,9 +433,10 @@ def test_registration_checks_signatures_and_is_idempotent(trtp):
     assert not rules.is_registered(FakeTrtp(), LOCAL)
     local = trtp.registry["seo::LocalWindowAttention"]
     assert local["tensors"] == list(rules.INPUT_NAMES)
-    assert local["attrs"] == {"window_left": int, "window_right": int, "scale": float}
-    assert trtp.registry["seo::LandmarkAttention"]["attrs"] == {"num_landmarks": int, "pinv_iterations": int,
-                                                                "scale": float}
+    ints, floats = rules.INT_ATTRIBUTE, rules.FLOAT_ATTRIBUTE  # see tests/plugins/test_trt_registration.py
+    assert local["attrs"] == {"window_left": ints, "window_right": ints, "scale": floats}
+    assert trtp.registry["seo::LandmarkAttention"]["attrs"] == {"num_landmarks": ints, "pinv_iterations": ints,
+                                                                "scale": floats}
     for plugin in trtp.registry.values():
         assert plugin["aot_impl"][1] == list(plugin["attrs"]), "aot_impl takes every attribute, in order"
         assert plugin["impl"][1] == list(plugin["attrs"]), "impl serializes every attribute"

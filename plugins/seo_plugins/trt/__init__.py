@@ -19,6 +19,7 @@ integer attribute ``aot`` (1 AOT, 0 JIT) overrides it.
 
 import importlib.util
 
+from seo_plugins.errors import one_line
 from seo_plugins.tensorrt_import import import_tensorrt
 from seo_plugins.trt import rules
 
@@ -53,15 +54,21 @@ def register_plugins() -> dict:
     problem = tensorrt_problem()
     if problem:
         raise ImportError(problem)
+    import tensorrt as trt
     import tensorrt.plugin as trtp
 
     from seo_plugins.trt import landmark, local_window
 
-    try:
-        local_window.register(trtp)
-        landmark.register(trtp)
-    except ValueError as exc:  # tensorrt.plugin refuses a definition (schema, or one already registered)
-        raise ImportError(f"TensorRT's plugin API refused the seo plugin definitions: {exc}") from exc
+    for module in (local_window, landmark):
+        try:
+            module.register(trtp)
+        except ValueError as exc:  # tensorrt.plugin refuses a definition (schema, or one already registered)
+            raise ImportError(f"TensorRT's plugin API refused the seo plugin definitions: {exc}") from exc
+        except Exception as exc:  # anything else it raises must not escape the package import as a traceback
+            raise ImportError(
+                f"registering {rules.NAMESPACE}::{module.PLUGIN} with TensorRT {trt.__version__}'s tensorrt.plugin "
+                f"failed ({one_line(exc)}); install a TensorRT release whose tensorrt.plugin has AOT plugins (10.12 "
+                "or later), or export with `seo-export export --decomposed`, which needs no plugins") from exc
     _build_info = rules.plugin_build_info()
     return _build_info
 

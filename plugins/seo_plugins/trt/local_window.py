@@ -1,7 +1,8 @@
 """TensorRT plugin ``seo::LocalWindowAttention`` (version 1): banded attention by the Triton kernel.
 
-- register: five inputs (q, k, v, key_mask, rel_bias), int attributes window_left and
-  window_right, float scale; the output is like q.
+- register: five inputs (q, k, v, key_mask, rel_bias), int32 attributes window_left and
+  window_right, float32 scale (one-element arrays, ``rules.INT_ATTRIBUTE``); the output is like q.
+  Registered as ``seo::LocalWindowAttention`` and ``seo::LocalWindowAttention_zero_bias`` (``rules.plugin_names``).
 - autotune: q, k, v, rel_bias and the output all FP16 or all FP32, key_mask BOOL, LINEAR.
 - aot_impl: the kernel compiled to PTX for the build GPU (attributes, the head dim and the
   bias width K are compile-time constants), launched by TensorRT without Python.
@@ -17,7 +18,6 @@ from typing import List, Tuple, Union
 from seo_plugins.trt import rules
 
 PLUGIN = rules.LOCAL_WINDOW
-PLUGIN_ID = f"{rules.NAMESPACE}::{PLUGIN}"
 
 
 def launch_into(out, q, k, v, key_mask, rel_bias, window_left: int, window_right: int, scale: float):
@@ -51,41 +51,46 @@ def launch_into(out, q, k, v, key_mask, rel_bias, window_left: int, window_right
 
 
 def register(trtp) -> bool:
-    """Register the plugin with ``tensorrt.plugin``; False when it already is (idempotent)."""
-    if rules.is_registered(trtp, PLUGIN):
-        return False
+    """Register the plugin with ``tensorrt.plugin`` under each of its names (``rules.plugin_names``: one
+    per overload a five-input node can carry); False when all already are (idempotent)."""
+    return rules.register_each(trtp, PLUGIN, lambda plugin_id: _define(trtp, plugin_id))
 
-    @trtp.register(PLUGIN_ID)
+
+def _define(trtp, plugin_id: str) -> None:
+    # Attributes are annotated as NumPy arrays (rules.INT_ATTRIBUTE): TensorRT's int()/float() of the
+    # one-element arrays onnx-tensorrt passes fails under NumPy >= 2.4; rules.attribute_scalars converts.
+    @trtp.register(plugin_id)
     def describe(
         q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, key_mask: trtp.TensorDesc,
-        rel_bias: trtp.TensorDesc, window_left: int, window_right: int, scale: float,
+        rel_bias: trtp.TensorDesc, window_left: rules.INT_ATTRIBUTE, window_right: rules.INT_ATTRIBUTE,
+        scale: rules.FLOAT_ATTRIBUTE,
     ) -> trtp.TensorDesc:
-        attrs = dict(window_left=window_left, window_right=window_right, scale=scale)
+        attrs = rules.attribute_scalars(PLUGIN, (window_left, window_right, scale))
         return rules.describe_output(PLUGIN, (q, k, v, key_mask, rel_bias), attrs)
 
-    @trtp.autotune(PLUGIN_ID)
+    @trtp.autotune(plugin_id)
     def autotune(
         q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, key_mask: trtp.TensorDesc,
         rel_bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc],
     ) -> List[trtp.AutoTuneCombination]:
         return [trtp.AutoTuneCombination(rules.AUTOTUNE_TYPES, rules.AUTOTUNE_LAYOUTS)]
 
-    @trtp.aot_impl(PLUGIN_ID)
+    @trtp.aot_impl(plugin_id)
     def aot_impl(
         q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, key_mask: trtp.TensorDesc,
-        rel_bias: trtp.TensorDesc, window_left: int, window_right: int, scale: float,
-        outputs: Tuple[trtp.TensorDesc], tactic: int,
+        rel_bias: trtp.TensorDesc, window_left: rules.INT_ATTRIBUTE, window_right: rules.INT_ATTRIBUTE,
+        scale: rules.FLOAT_ATTRIBUTE, outputs: Tuple[trtp.TensorDesc], tactic: int,
     ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-        attrs = dict(window_left=window_left, window_right=window_right, scale=scale)
+        attrs = rules.attribute_scalars(PLUGIN, (window_left, window_right, scale))
         return rules.aot_impl_result(trtp, PLUGIN, (q, k, v, key_mask, rel_bias), attrs, rules.current_arch(),
                                      os.environ.get(rules.KERNEL_DIR_ENV) or None)
 
-    @trtp.impl(PLUGIN_ID)
+    @trtp.impl(plugin_id)
     def impl(
         q: trtp.Tensor, k: trtp.Tensor, v: trtp.Tensor, key_mask: trtp.Tensor, rel_bias: trtp.Tensor,
-        window_left: int, window_right: int, scale: float, outputs: Tuple[trtp.Tensor], stream: int,
+        window_left: rules.INT_ATTRIBUTE, window_right: rules.INT_ATTRIBUTE, scale: rules.FLOAT_ATTRIBUTE,
+        outputs: Tuple[trtp.Tensor], stream: int,
     ) -> None:
+        attrs = rules.attribute_scalars(PLUGIN, (window_left, window_right, scale))
         rules.run_jit(stream, (q, k, v, key_mask, rel_bias), outputs[0],
-                      lambda out, *inputs: launch_into(out, *inputs, window_left, window_right, scale))
-
-    return True
+                      lambda out, *inputs: launch_into(out, *inputs, *attrs.values()))

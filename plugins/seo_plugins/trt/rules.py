@@ -6,7 +6,8 @@ callbacks call these functions, which take plain values, or duck-typed stand-ins
 here is tested on machines without TensorRT.
 
 Node contract (``seo_export.export.translation``): every ``seo::LocalWindowAttention`` /
-``seo::LandmarkAttention`` node has five inputs q, k, v [B, H, S, D] of T in FP16 or FP32,
+``seo::LandmarkAttention`` node (op type ``<op>_zero_bias`` where the bias is the zero stand-in,
+``PLUGIN_OVERLOADS``) has five inputs q, k, v [B, H, S, D] of T in FP16 or FP32,
 key_mask [B, S] BOOL and rel_bias [H, 2K+1] of T (a zero [H, 1] table, K = 0, when the
 model has no relative encoding), and the attributes window_left, window_right (or
 num_landmarks, pinv_iterations) and scale. The output is like q. Attributes become
@@ -22,16 +23,24 @@ import operator
 import os
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from seo_plugins.aot import KernelConfig, parse_arch
 from seo_plugins.errors import UsageError
 from seo_plugins.launch import LandmarkLaunch, LocalWindowLaunch
+from seo_plugins.op_names import LANDMARK, LOCAL_WINDOW, base_op, op_type_for
 
 NAMESPACE = "seo"
 VERSION = "1"
-LOCAL_WINDOW = "LocalWindowAttention"
-LANDMARK = "LandmarkAttention"
+KERNEL_OPS = {LOCAL_WINDOW: "local_window", LANDMARK: "landmark"}
+# The overloads whose nodes carry all five inputs (seo_export.export.functions: the default and
+# ZERO_BIAS). TensorRT finds a plugin by op type, and each overload has its own (op_names), so the
+# plugins are registered under each of these; nodes of the other overloads leave an input out, which
+# the plugins cannot take, and TensorRT runs their function bodies.
+PLUGIN_OVERLOADS = ("", "zero_bias")
 # plugin (ONNX op type) -> KernelConfig.op
-OPS = {LOCAL_WINDOW: "local_window", LANDMARK: "landmark"}
+OPS = {op_type_for(op, overload): kernel for op, kernel in KERNEL_OPS.items() for overload in PLUGIN_OVERLOADS}
 PLUGIN_IDS = tuple(f"{NAMESPACE}::{name}" for name in OPS)
 INPUT_NAMES = ("q", "k", "v", "key_mask", "rel_bias")
 INPUT_RANKS = (4, 4, 4, 2, 2)
@@ -59,7 +68,42 @@ class PluginRuleError(UsageError, ValueError):
     """A plugin node or input that the seo plugins cannot run; the message says which and why."""
 
 
+def plugin_names(op: str) -> tuple[str, ...]:
+    """Every plugin name (node op type) ``op`` is registered under."""
+    return tuple(name for name in OPS if base_op(name) == op)
+
+
+def plugin_op(plugin: str) -> str:
+    """LOCAL_WINDOW or LANDMARK for any op type of theirs (all overloads share the attributes);
+    PluginRuleError for anything else."""
+    op = base_op(plugin)
+    if op is None:
+        raise PluginRuleError(f"unknown seo plugin {plugin!r}; expected one of {', '.join(OPS)}")
+    return op
+
+
 # ----------------------------------------------------------------------------- attributes
+
+# How the plugin callbacks annotate attributes. tensorrt.plugin (10.12 to 11.1, _lib.py,
+# _TemplatePluginCreator.create_plugin) converts an ``int``/``float`` attribute with int(f.data) /
+# float(f.data), at parse and at engine deserialisation, and onnx-tensorrt hands INT and FLOAT
+# attributes over as one-element int32/float32 arrays, which NumPy >= 2.4 refuses to convert so.
+# ``npt.NDArray[dtype]`` attributes are converted with f.data.astype(dtype) instead (a bare
+# np.ndarray is refused at registration); ``attribute_scalars`` makes them Python numbers.
+INT_ATTRIBUTE = npt.NDArray[np.int32]
+FLOAT_ATTRIBUTE = npt.NDArray[np.float32]
+
+
+def attribute_scalars(plugin: str, values) -> dict:
+    """A callback's attribute values, in ``ATTRIBUTES`` order (one-element arrays from TensorRT, or plain
+    numbers), by name as Python numbers."""
+    scalars = {}
+    for name, value in zip(ATTRIBUTES[plugin_op(plugin)], values, strict=True):
+        array = np.asarray(value)
+        if array.size != 1:
+            raise PluginRuleError(f"{plugin}: attribute {name} must be a single value, got {array.size}")
+        scalars[name] = array.reshape(()).item()
+    return scalars
 
 
 def _int_attribute(plugin: str, name: str, value, minimum: int) -> int:
@@ -105,14 +149,13 @@ def check_landmark_attributes(num_landmarks, pinv_iterations, scale) -> dict:
 
 def check_attributes(plugin: str, attrs: dict) -> dict:
     """The node's own attributes, checked; others (plugin_namespace, plugin_version, aot) are ignored."""
-    if plugin not in OPS:
-        raise PluginRuleError(f"unknown seo plugin {plugin!r}; expected one of {', '.join(OPS)}")
-    missing = [name for name in ATTRIBUTES[plugin] if name not in attrs]
+    op = plugin_op(plugin)
+    missing = [name for name in ATTRIBUTES[op] if name not in attrs]
     if missing:
         raise PluginRuleError(f"{plugin}: missing attribute{'s' * (len(missing) > 1)} {', '.join(missing)} "
-                              f"(it needs {', '.join(ATTRIBUTES[plugin])})")
-    values = [attrs[name] for name in ATTRIBUTES[plugin]]
-    check = check_local_window_attributes if plugin == LOCAL_WINDOW else check_landmark_attributes
+                              f"(it needs {', '.join(ATTRIBUTES[op])})")
+    values = [attrs[name] for name in ATTRIBUTES[op]]
+    check = check_local_window_attributes if op == LOCAL_WINDOW else check_landmark_attributes
     return check(*values)
 
 
@@ -222,7 +265,7 @@ def kernel_config(plugin: str, dtype: str, head_dim: int, bias_width: int, attrs
         raise PluginRuleError(f"{plugin}: head dim must be > 0, got {head_dim}")
     common = dict(dtype=dtype, head_dim=head_dim, has_mask=True, has_bias=True,
                   max_distance=bias_max_distance(bias_width), scale=values.pop("scale"))
-    return KernelConfig(OPS[plugin], **common, **values)
+    return KernelConfig(KERNEL_OPS[plugin_op(plugin)], **common, **values)
 
 
 def kernel_name(config: KernelConfig, arch: str) -> str:
@@ -341,14 +384,20 @@ def aot_impl_result(trtp, plugin: str, inputs, attrs: dict, arch: str, kernel_di
     """Everything an ``aot_impl`` returns: (kernel name, PTX bytes, KernelLaunchParams, SymIntExprs).
 
     ``inputs`` are the five TensorDescs (types and shapes set): q's type picks FP16/FP32,
-    its last dim the head dim, rel_bias's width K; all are build-time constants.
+    its last dim the head dim, rel_bias's width K; all are build-time constants. A kernel needing
+    more than 48 KiB of shared memory is refused: TensorRT's launcher does not opt in to more.
     """
+    from seo_plugins.ptxas import aot_shared_problem
+
     q, bias = inputs[0], inputs[4]
     dtype = check_types(plugin, [t.dtype for t in inputs])
     head_dim = desc_static_dim(q, 3, f"{plugin}: the head dim (q.shape[3])")
     width = desc_static_dim(bias, 1, f"{plugin}: the rel_bias width (2K+1)")
     config = kernel_config(plugin, dtype, head_dim, width, attrs)
     name, ptx, entry = tensorrt_kernel(config, arch, kernel_dir)
+    problem = aot_shared_problem(entry)
+    if problem:
+        raise PluginRuleError(f"{plugin}: {problem}")
     params, extra = aot_launch(trtp, entry, q)
     return name, ptx.encode(), params, extra
 
@@ -418,6 +467,14 @@ def is_registered(trtp, plugin: str) -> bool:
         return hasattr(getattr(trtp.op, NAMESPACE), plugin)
     except AttributeError:  # tensorrt.plugin.op raises AttributeError for an unknown namespace
         return False
+
+
+def register_each(trtp, op: str, define) -> bool:
+    """``define(plugin_id)`` for each name of ``op`` not yet registered; False when none was new."""
+    new = [name for name in plugin_names(op) if not is_registered(trtp, name)]
+    for name in new:
+        define(f"{NAMESPACE}::{name}")
+    return bool(new)
 
 
 PLUGIN_SOURCES = ("launch.py", "aot.py", "kernels/*.py", "trt/*.py")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from seo_export.backends.tensorrt.manifest import Environment, fingerprint, sha256_file
 from seo_export.errors import MissingDependencyError
+from seo_plugins.errors import one_line
 from seo_plugins.tensorrt_import import import_tensorrt
 
 INSTALL_HINT = 'pip install "seo-export[tensorrt]" on a machine with an NVIDIA GPU and its driver'
@@ -85,11 +86,16 @@ def register_seo_plugins() -> PluginRegistration:
         module = importlib.import_module(PLUGIN_MODULE)
     except ImportError as exc:  # no plugins: models without seo nodes still build
         return PluginRegistration(None, f"{PLUGIN_MODULE} cannot be imported: {exc}")
+    except Exception as exc:  # a broken install must not end a build of a model without seo nodes in a traceback
+        return PluginRegistration(None, f"importing {PLUGIN_MODULE} failed ({one_line(exc)}); reinstall seo-export")
     register = getattr(module, "register_plugins", None)
     try:
         result = register() if callable(register) else None
     except ImportError as exc:  # the module is there, but not what it needs (TensorRT's plugin API, Triton)
         return PluginRegistration(None, f"{PLUGIN_MODULE} cannot register the seo plugins: {exc}")
+    except Exception as exc:  # anything else TensorRT's plugin API raised: reported where seo nodes need it
+        return PluginRegistration(None, f"{PLUGIN_MODULE}.register_plugins() failed ({one_line(exc)}); check that "
+                                        "TensorRT 10.12 or later is installed with its Python plugin API")
     return PluginRegistration(fingerprint(result) or sha256_file(module.__file__))
 
 

@@ -11,9 +11,13 @@ output [B, H, S, D] of q's type. Attributes: ``window_left, window_right, scale`
 
 A function body cannot test whether an optional input is present, so each op has one
 FunctionProto per presence pattern, told apart by ``overload`` (IR >= 10): ``overload_for``
-gives the name a node must carry. All variants declare the same 5-input signature, and every
-input a node passes is read (``zero_bias`` reads the exporter's zero stand-in for its type only),
-so graph tools that prune unread function inputs keep the node and its body consistent.
+gives the overload a node must carry. Each overload also has a name of its own (``op_type_for``:
+``LocalWindowAttention_zero_bias``; the default overload keeps the bare op name), which the
+node's op type must match: onnx-tensorrt keys local functions by name alone and would run
+the first overload's body for all of them (``seo_plugins.op_names``). All variants declare
+the same 5-input signature, and every input a node passes is read (``zero_bias`` reads the
+exporter's zero stand-in for its type only), so graph tools that prune unread function inputs
+keep the node and its body consistent.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from seo_export.export.functions.common import (
     overload_for,
     presence_of,
 )
+from seo_plugins.op_names import base_op, op_type_for
 
 _BUILDERS = {LOCAL_WINDOW: local_window.build, LANDMARK: landmark.build}
 
@@ -48,7 +53,8 @@ def _cached(op_type: str, overload: str, opset: int) -> bytes:
 
 
 def function_proto(op_type: str, overload: str, opset: int) -> onnx.FunctionProto:
-    """A fresh FunctionProto for ``op_type`` ("LocalWindowAttention" or "LandmarkAttention").
+    """A fresh FunctionProto for ``op_type`` ("LocalWindowAttention" or "LandmarkAttention"), named
+    ``op_type_for(op_type, overload)``: the op type its nodes must carry.
 
     ``overload`` is ``overload_for(has_mask, has_bias)``; ``opset`` is the model's default-domain
     opset (>= 18), which the body imports. Raises ValueError for anything else.
@@ -58,6 +64,7 @@ def function_proto(op_type: str, overload: str, opset: int) -> onnx.FunctionProt
     presence_of(overload)  # validates the name
     proto = onnx.FunctionProto()
     proto.ParseFromString(_cached(op_type, overload, int(opset)))
+    proto.name = op_type_for(op_type, overload)
     return proto
 
 
@@ -79,6 +86,8 @@ __all__ = [
     "OVERLOADS",
     "ZERO_BIAS",
     "all_function_protos",
+    "base_op",
     "function_proto",
+    "op_type_for",
     "overload_for",
 ]
