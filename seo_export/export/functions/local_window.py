@@ -3,10 +3,14 @@
 Mirrors ``seo_export.ops.local_window.local_window_attention_reference``. With
 ``width = window_left + window_right + 1`` and ``block = max(16, min(64, width))``, the
 ``nb = ceil(S / block)`` query blocks each attend one key chunk of ``chunk = block + width - 1``
-keys starting at key ``n * block - window_left``. Blocks and chunks are read with ``Gather``
-through in-graph index matrices ([nb, block] and [nb, chunk]); indices outside [0, S) are
-clamped for the read and excluded by the mask, so no padded copy of K/V is built. Logits are
-[B, H, nb, block, chunk], which is O(S * window).
+keys starting at key ``n * block - window_left``, read with ``Gather`` through in-graph index
+matrices ([nb, block] and [nb, chunk]). Logits are [B, H, nb, block, chunk], O(S * window).
+
+The logits are the costly tensor, so they are passed over as few times as possible: the
+per-key mask rides in an extra key column (q' = [q * scale, 1], k' = [k, 0 or -inf]; keys
+outside [0, S) read an all-masked row S), the band and the relative bias are one
+[H, block, chunk] table added once, and ONNX ``Softmax`` normalises. A row with no admissible
+key (all -inf, NaN out of Softmax) is set to zero from a running count of real keys.
 """
 
 from __future__ import annotations
