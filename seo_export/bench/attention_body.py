@@ -1,0 +1,190 @@
+"""How close the ``seo::LocalWindowAttention`` function body comes to the CPU's float32 matmul peak.
+
+Issue 14's goal for the body as ONNX Runtime runs it: 25% of the matmul peak at S = 8192.
+One node (its FunctionProto body) on q, k, v [1, H, S, D] is timed interleaved with
+float32 matmuls (n^3, ONNX Runtime's and numpy's; the fastest is the peak), and, with
+``--baseline-rev REV``, with the body as it was at git revision REV, so a change to the body
+is judged in the same run as what it replaces. Useful FLOPs are the band's (4 * H * D * pairs),
+as in ``seo_export.bench.export_scaling``.
+
+Run: python -m seo_export.bench.attention_body [--seq 8192] [--baseline-rev c11ac3a] [--mask]
+     [--rounds 9] [--out scripts/results]  ->  attention_body.json and attention_body.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from seo_export.bench.export_scaling import MATMUL_SIZES, band_pairs, matmul_model, ort_session, seo_node_model
+from seo_export.utils.environment import cpu_model, load_average, package_version
+from seo_export.utils.timing import interleaved_times, median, percentile, speedup_interval
+
+GOAL_FRACTION_OF_PEAK = 0.25
+BODY_PATH = "seo_export/export/functions/local_window.py"
+
+
+def body_at_revision(rev: str):
+    """The local-window body builder of git revision ``rev`` (run against today's shared fragments)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        source = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{BODY_PATH}"], check=True,
+                                capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"cannot read {BODY_PATH} at revision {rev!r}: {getattr(exc, 'stderr', exc)}".strip())
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    try:
+        spec = importlib.util.spec_from_file_location(f"local_window_{rev}", f.name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        os.unlink(f.name)
+    return module.build
+
+
+def node_model(head_dim: int, window_left: int, window_right: int, mask: bool, build=None):
+    from seo_export.export.functions import LOCAL_WINDOW
+
+    model = seo_node_model(LOCAL_WINDOW, head_dim, key_mask=mask, window_left=window_left,
+                           window_right=window_right)
+    if build is not None:
+        overload = model.functions[0].overload
+        proto = build(overload, 18)
+        proto.name = model.graph.node[0].op_type  # older bodies named every overload after the op
+        del model.functions[:]
+        model.functions.append(proto)
+    return model
+
+
+def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 128, rounds: int = 9,
+            threads: int | None = None, mask: bool = False, baseline_rev: str | None = None,
+            matmul_sizes: tuple[int, ...] = MATMUL_SIZES) -> dict:
+    threads = threads or os.cpu_count() or 1
+    left = right = window // 2
+    current = node_model(head_dim, left, right, mask)
+    from seo_export.backends.ort_runner import create_session
+
+    sessions = {"body": ort_session(current, threads),
+                "body_daz": create_session(current, ["CPUExecutionProvider"], threads, denormals_as_zero=True)}
+    if baseline_rev:
+        sessions[f"body@{baseline_rev}"] = ort_session(
+            node_model(head_dim, left, right, mask, body_at_revision(baseline_rev)), threads)
+    rng = np.random.default_rng(0)
+    matmuls, matmul_flops = {}, {}
+    for n in matmul_sizes:
+        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        session = ort_session(matmul_model(n), threads)
+        matmuls[f"ort_matmul_{n}"] = (lambda s=session, a=a, b=b: s.run(None, {"a": a, "b": b}))
+        matmuls[f"np_matmul_{n}"] = (lambda a=a, b=b: np.matmul(a, b))
+        matmul_flops[f"ort_matmul_{n}"] = matmul_flops[f"np_matmul_{n}"] = 2 * n ** 3
+    load_start = load_average()
+    rows = []
+    for seq in seqs:
+        feeds = {name: rng.standard_normal((1, heads, seq, head_dim), dtype=np.float32) for name in "qkv"}
+        if mask:  # a real document's padding: the last eighth of the keys
+            feeds["key_mask"] = np.arange(seq)[None, :] < seq - seq // 8
+        reference = sessions["body"].run(None, feeds)[0]
+        agreement = {name: float(np.abs(s.run(None, feeds)[0] - reference).max()) for name, s in sessions.items()}
+        contenders = {name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}
+        samples = interleaved_times({**contenders, **matmuls}, rounds=rounds, warmup=1)
+        useful = 4 * heads * head_dim * band_pairs(seq, left, right)
+        # The peak of each round: the fastest matmul of that round, so drift is shared within a round.
+        peak_per_round = [max(flops / samples[name][i] for name, flops in matmul_flops.items())
+                          for i in range(rounds)]
+        fractions = {name: [useful / samples[name][i] / peak_per_round[i] for i in range(rounds)]
+                     for name in sessions}
+        row = {
+            "seq": seq, "band_flops": useful, "samples_s": samples, "max_abs_vs_body": agreement,
+            "median_s": {name: median(t) for name, t in samples.items()},
+            "peak_flop_per_s": median(peak_per_round),
+            "fraction_of_peak": {name: {"median": median(f), "p10": percentile(f, 10), "p90": percentile(f, 90)}
+                                 for name, f in fractions.items()},
+        }
+        if baseline_rev:
+            base = samples[f"body@{baseline_rev}"]
+            row["speedup_vs_baseline"] = {
+                name: {"median": median(base) / median(samples[name]),
+                       "interval_95": speedup_interval(base, samples[name])}
+                for name in ("body", "body_daz")}
+        rows.append(row)
+    last = rows[-1]["fraction_of_peak"]["body"]["median"]
+    return {
+        "benchmark": "attention_body",
+        "command": shlex.join(["python", "-m", "seo_export.bench.attention_body", *sys.argv[1:]]),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "ort_intra_op_threads": threads,
+                    "load_average_1min": {"start": load_start, "end": load_average()},
+                    "python": platform.python_version(), "onnxruntime": package_version("onnxruntime")},
+        "shape": {"batch": 1, "heads": heads, "head_dim": head_dim, "window_left": left, "window_right": right,
+                  "key_mask": mask, "matmul_sizes": list(matmul_sizes)},
+        "rounds": rounds, "baseline_rev": baseline_rev, "rows": rows,
+        "goal": {"goal": f">= {GOAL_FRACTION_OF_PEAK:.0%} of the matmul peak at S={rows[-1]['seq']}",
+                 "value": last, "met": last >= GOAL_FRACTION_OF_PEAK},
+    }
+
+
+def to_markdown(result: dict) -> str:
+    shape, m = result["shape"], result["machine"]
+    names = list(result["rows"][0]["fraction_of_peak"])
+    lines = ["# The seo::LocalWindowAttention body against the float32 matmul peak (issue 14)", "",
+             f"Command: `{result['command']}`", "",
+             f"Machine: {m['cpu']} x {m['cores']}, ORT intra-op threads {m['ort_intra_op_threads']}, load average "
+             f"{m['load_average_1min']['start']} -> {m['load_average_1min']['end']}; onnxruntime {m['onnxruntime']}.",
+             "",
+             f"q, k, v [1, {shape['heads']}, S, {shape['head_dim']}], window_left = window_right = "
+             f"{shape['window_left']}, key mask {'on (last eighth padded)' if shape['key_mask'] else 'off'}; "
+             f"{result['rounds']} interleaved rounds. Peak: per round, the fastest of ONNX Runtime's MatMul and "
+             f"numpy's matmul at n = {', '.join(map(str, shape['matmul_sizes']))}. `body_daz` is the same graph "
+             "in a session with `session.set_denormal_as_zero`.", "",
+             f"**Goal {result['goal']['goal']}: {result['goal']['value']:.1%}, "
+             f"{'met' if result['goal']['met'] else 'NOT met'}.**", "",
+             "| S | contender | median ms | % of peak (p10-p90) | max abs vs body |"
+             + (" speedup vs baseline [95%] |" if result["baseline_rev"] else ""),
+             "|---|---|---|---|---|" + ("---|" if result["baseline_rev"] else "")]
+    for r in result["rows"]:
+        for name in names:
+            f = r["fraction_of_peak"][name]
+            line = (f"| {r['seq']} | {name} | {r['median_s'][name] * 1e3:.1f} | {f['median']:.1%} "
+                    f"({f['p10']:.1%}-{f['p90']:.1%}) | {r['max_abs_vs_body'][name]:.1e} |")
+            if result["baseline_rev"]:
+                s = r["speedup_vs_baseline"].get(name)
+                interval = s and s["interval_95"]
+                line += (" |" if s is None else f" {s['median']:.2f}x"
+                         + (f" [{interval[0]:.2f}, {interval[1]:.2f}] |" if interval else " |"))
+            lines.append(line)
+        lines.append(f"| {r['seq']} | matmul peak | | {r['peak_flop_per_s'] / 1e9:.0f} GFLOP/s | | "
+                     + ("|" if result["baseline_rev"] else ""))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    from seo_export.bench.results import write_results
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq", default="8192", help="comma-separated sequence lengths (default 8192)")
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--window", type=int, default=128)
+    parser.add_argument("--mask", action="store_true", help="time the key-mask overload (last eighth padded)")
+    parser.add_argument("--baseline-rev", default=None, help="also time the body of this git revision")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="scripts/results")
+    parser.add_argument("--name", default="attention_body", help="results file stem")
+    args = parser.parse_args(argv)
+    result = measure([int(s) for s in args.seq.split(",")], heads=args.heads, window=args.window,
+                     rounds=args.rounds, threads=args.threads, mask=args.mask, baseline_rev=args.baseline_rev)
+    write_results(args.out, args.name, result, to_markdown(result))
+    print(to_markdown(result))
+
+
+if __name__ == "__main__":
+    main()
