@@ -174,16 +174,24 @@ def local_window_shared_estimate(launch: LocalWindowLaunch, elem_bytes: int) -> 
     return elem_bytes * (kv + launch.block_m * launch.block_d + launch.block_m * launch.block_n)
 
 
+def landmark_aot_problem(num_landmarks: int) -> str | None:
+    """Why the single AOT landmark kernel cannot take ``num_landmarks``, or None when it can."""
+    block_l = landmark_block_l(num_landmarks)
+    if block_l <= AOT_MAX_BLOCK_L:
+        return None
+    return (f"{num_landmarks} landmarks need a {block_l} x {block_l} pseudo-inverse tile, whose operands alone pass "
+            f"the {AOT_SHARED_LIMIT // 1024} KiB of shared memory TensorRT's AOT launcher gives a kernel; use at "
+            f"most {AOT_MAX_BLOCK_L} landmarks for AOT, or run the node on the JIT path (node attribute aot=0)")
+
+
 def landmark_launch(head_dim: int, num_landmarks: int, elem_bytes: int = 2) -> LandmarkLaunch:
     """Tiles of the single AOT kernel: all landmarks in one tile (the pseudo-inverse needs the whole
     L x L matrix in one program); the sequence step shrinks as L grows to keep the [L, step] logit
     tile small. Refuses more than AOT_MAX_BLOCK_L landmarks, which cannot fit AOT_SHARED_LIMIT."""
     block_d, block_l = _landmark_tiles(head_dim, num_landmarks)
-    if block_l > AOT_MAX_BLOCK_L:
-        raise ValueError(f"{num_landmarks} landmarks need a {block_l} x {block_l} pseudo-inverse tile, whose "
-                         f"operands alone pass the {AOT_SHARED_LIMIT // 1024} KiB of shared memory TensorRT's AOT "
-                         f"launcher gives a kernel; use at most {AOT_MAX_BLOCK_L} landmarks for AOT, or run the node "
-                         f"on the JIT path (node attribute aot=0)")
+    problem = landmark_aot_problem(num_landmarks)
+    if problem:
+        raise ValueError(problem)
     # FP32 tiles (FMA dots, no tensor cores) need shorter steps to avoid spills; 8 warps for both (4 warps
     # at FP16 with a bias spilled 28 B on sm_90, at 255 registers; 8 take about 205).
     block_s, num_warps = (64, 8) if elem_bytes == 2 else (16, 8)
@@ -219,10 +227,15 @@ def _means_step(segments: int, block_d: int, seg: int) -> int:
     return max(1, min(next_power_of_2(seg), MEANS_TILE // (segments * block_d)))
 
 
-def _landmark_tiles(head_dim: int, num_landmarks: int) -> tuple[int, int]:
+def landmark_block_l(num_landmarks: int) -> int:
+    """The landmark tile: all landmarks, a power of two >= MIN_TILE."""
     if num_landmarks <= 0:
         raise ValueError(f"num_landmarks must be > 0, got {num_landmarks}")
-    return padded_head_dim(head_dim), max(MIN_TILE, next_power_of_2(num_landmarks))
+    return max(MIN_TILE, next_power_of_2(num_landmarks))
+
+
+def _landmark_tiles(head_dim: int, num_landmarks: int) -> tuple[int, int]:
+    return padded_head_dim(head_dim), landmark_block_l(num_landmarks)
 
 
 def _check_grid_y(programs) -> None:

@@ -98,5 +98,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("timing cache", str(cache) if cache else "[dim]off[/dim]")
     if result.warnings and not args.verbose:
         table.add_row("TensorRT warnings", f"{len(result.warnings)} (see them with --verbose)")
+    for note in result.jit_notes:
+        table.add_row("JIT plugin path", note)
     report_console().print(table)
     return 0

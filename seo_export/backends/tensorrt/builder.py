@@ -28,6 +28,7 @@ from seo_export.export.postprocess import seo_nodes
 from seo_export.backends.tensorrt.layers import engine_layers, seo_plugin_layers
 from seo_export.backends.tensorrt.manifest import EngineManifest, sha256_bytes, sha256_file, write_manifest
 from seo_export.backends.tensorrt.profiles import Profile, input_profile_shapes
+from seo_export.backends.tensorrt.plugin_paths import mark_jit_nodes
 from seo_export.errors import MissingDependencyError, SeoExportError, UsageError
 from seo_export.utils.files import atomic_write_bytes
 
@@ -39,6 +40,7 @@ class BuildResult:
     manifest: EngineManifest
     warnings: list[str]  # TensorRT's warnings, kept out of the console unless --verbose
     seo_nodes: int = 0  # the model's seo nodes, each of which should be one seo plugin layer
+    jit_notes: tuple[str, ...] = ()  # seo nodes set to the plugins' JIT path, and why
 
 
 class EngineBuildError(SeoExportError):
@@ -171,10 +173,14 @@ def describe_parser_errors(errors: list, nodes=()) -> str:
     return text
 
 
-def _parse(trt, builder, logger, onnx_path, model):
+def _parse(trt, builder, logger, onnx_path, model, edited: bool = False):
+    """Parse ``onnx_path``, or with ``edited`` the in-memory ``model`` (external weights still
+    resolved next to ``onnx_path``)."""
     network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    parsed = (parser.parse(model.SerializeToString(), str(onnx_path)) if edited
+              else parser.parse_from_file(str(onnx_path)))
+    if not parsed:
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
         if not errors:
             raise UsageError(f"TensorRT cannot parse {onnx_path}: {_first(logger.errors, 'no details given')}")
@@ -246,8 +252,9 @@ def build_engine(
     require_plugins(model, plugins)
     trt.init_libnvinfer_plugins(logger, "")
 
+    jit_notes = mark_jit_nodes(model)
     builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, logger, onnx_path, model)
+    network, _parser = _parse(trt, builder, logger, onnx_path, model, edited=bool(jit_notes))
     config = builder.create_builder_config()
     configure(trt, config, workspace)
     _add_profiles(builder, config, network, profiles)
@@ -278,4 +285,4 @@ def build_engine(
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
-    return BuildResult(engine_path, written, manifest, list(logger.warnings), len(seo_nodes(model)))
+    return BuildResult(engine_path, written, manifest, list(logger.warnings), len(seo_nodes(model)), tuple(jit_notes))
