@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from seo_export.utils.environment import cpu_model, load_average, package_version
-from seo_export.utils.timing import interleaved_times, median
+from seo_export.utils.timing import BLAS_SETTLE_S, interleaved_times, median
 
 GOAL_GROWTH = 10.0
 GOAL_FRACTION_OF_PEAK = 0.25
@@ -202,7 +202,8 @@ def attention_flops(seqs: list[int], heads: int, head_dim: int, window: int, rou
             "dense_band": lambda: sessions["dense_band"].run(None, {"q": q, "k": k, "v": v, "band": band}),
             **matmuls,
         }
-        samples = interleaved_times(contenders, rounds=rounds, warmup=1)
+        samples = interleaved_times(contenders, rounds=rounds, warmup=1,
+                                    settle_after={name: BLAS_SETTLE_S for name in matmuls if name.startswith("np_")})
         med = {name: median(times) for name, times in samples.items()}
         useful = 4 * heads * head_dim * band_pairs(seq, window_left, window_right)
         rates = {name: flops / med[name] for name, flops in matmul_flops.items()}

@@ -14,25 +14,35 @@ from typing import Callable
 #: after ``F.linear`` ran at 0.6x of torch's speed, and at 0.9x with a 10 ms pause. The
 #: pause is not part of any sample.
 SETTLE_S = 0.02
+#: numpy's matmul (OpenBLAS) leaves its threads spinning far longer, about 2^28 cycles (~0.1 s):
+#: an ONNX Runtime attention graph timed 20 ms after a 2048^3 numpy matmul ran 1.5x slower than
+#: 300 ms after it. Contenders that call numpy's BLAS get this settle after them instead.
+BLAS_SETTLE_S = 0.3
 
 
 def interleaved_times(contenders: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1,
-                      min_seconds: float = 0.0, settle_s: float = SETTLE_S) -> dict[str, list[float]]:
+                      min_seconds: float = 0.0, settle_s: float = SETTLE_S,
+                      settle_after: dict[str, float] | None = None) -> dict[str, list[float]]:
     """Seconds per call for each contender, one sample per round, contenders alternating,
-    each timed call preceded by ``settle_s`` of sleep so the previous call's threads are idle."""
+    each timed call preceded by ``settle_s`` of sleep so the previous call's threads are idle,
+    or by ``settle_after[previous contender]`` where that is longer."""
+    settle_after = settle_after or {}
     for _ in range(warmup):
         for fn in contenders.values():
             fn()
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     start = time.perf_counter()
     done = 0
+    previous = list(contenders)[-1]  # rounds follow each other: the first call follows the last
     while done < rounds or time.perf_counter() - start < min_seconds:
         for name, fn in contenders.items():
-            if settle_s > 0:
-                time.sleep(settle_s)
+            settle = max(settle_s, settle_after.get(previous, 0.0))
+            if settle > 0:
+                time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - t0)
+            previous = name
         done += 1
     return samples
 

@@ -34,6 +34,13 @@ def test_each_timed_call_follows_a_pause_that_is_not_in_its_sample(clock):
         ("sleep", 0.02), ("call", "a"), ("sleep", 0.02), ("call", "b")] * 2
 
 
+def test_a_contender_that_leaves_threads_spinning_gets_a_longer_settle_after_it(clock):
+    """numpy's BLAS spins ~0.1 s after a call: whatever follows it, in this round or the next, waits longer."""
+    contenders = {"a": _contender(clock, "a", 0.5), "np": _contender(clock, "np", 0.25)}
+    timing.interleaved_times(contenders, rounds=2, warmup=0, settle_s=0.02, settle_after={"np": 0.3})
+    assert clock["log"] == [("sleep", 0.3), ("call", "a"), ("sleep", 0.02), ("call", "np")] * 2
+
+
 def test_no_pause_when_settle_is_zero(clock):
     timing.interleaved_times({"a": _contender(clock, "a", 0.1)}, rounds=3, warmup=0, settle_s=0.0)
     assert all(kind == "call" for kind, _ in clock["log"])
