@@ -25,7 +25,7 @@ def default_providers() -> list[str]:
 
 def create_session(model, providers: list[str] | None = None, intra_op_threads: int | None = None,
                    disabled_fusions: tuple[str, ...] | None = None, optimized_path: str | None = None,
-                   profile_prefix: str | None = None, denormals_as_zero: bool = False):
+                   profile_prefix: str | None = None):
     """An InferenceSession over a path or a ModelProto, set up the way every seo-export run uses it.
 
     The intra-op threads spin while a run is going (ORT's default) but stop at the end of each
@@ -34,7 +34,6 @@ def create_session(model, providers: list[str] | None = None, intra_op_threads: 
     ``CPU_SLOWER_FUSIONS`` on the CPU provider alone and to none otherwise. ``optimized_path``
     receives the graph ORT actually runs, after its fusions; with ``profile_prefix`` ORT
     profiles every run into a JSON file of that prefix (``session.end_profiling()`` names it).
-    ``denormals_as_zero`` sets ORT's ``session.set_denormal_as_zero`` (flush-to-zero on its threads).
     """
     import onnxruntime as ort
 
@@ -42,8 +41,6 @@ def create_session(model, providers: list[str] | None = None, intra_op_threads: 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    if denormals_as_zero:
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
     if intra_op_threads:
         options.intra_op_num_threads = intra_op_threads
     if optimized_path:

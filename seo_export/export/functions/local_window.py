@@ -3,10 +3,14 @@
 Mirrors ``seo_export.ops.local_window.local_window_attention_reference``. With
 ``width = window_left + window_right + 1`` and ``block = max(16, min(64, width))``, the
 ``nb = ceil(S / block)`` query blocks each attend one key chunk of ``chunk = block + width - 1``
-keys starting at key ``n * block - window_left``. Blocks and chunks are read with ``Gather``
-through in-graph index matrices ([nb, block] and [nb, chunk]); indices outside [0, S) are
-clamped for the read and excluded by the mask, so no padded copy of K/V is built. Logits are
-[B, H, nb, block, chunk], which is O(S * window).
+keys starting at key ``n * block - window_left``, read with ``Gather`` through in-graph index
+matrices ([nb, block] and [nb, chunk]). Logits are [B, H, nb, block, chunk], O(S * window).
+
+The logits are the costly tensor, so they are passed over as few times as possible: the
+per-key mask rides in an extra key column (q' = [q * scale, 1], k' = [k, 0 or -inf]; keys
+outside [0, S) read an all-masked row S), the band and the relative bias are one
+[H, block, chunk] table added once, and ONNX ``Softmax`` normalises. A row with no admissible
+key (all -inf, NaN out of Softmax) is set to zero from a running count of real keys.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from seo_export.export.functions.common import (
     cast_output,
     check_opset,
     header,
-    masked_softmax,
     parse,
     presence_of,
 )
@@ -60,24 +63,73 @@ _LAYOUT = """
     q_idx = Min (q_pos, s_last)
     k_start = Sub (blk_start2, wl)
     k_pos = Add (k_start, col_1c)
-    k_lo = Max (k_pos, c_i0)
-    k_idx = Min (k_lo, s_last)
     k_ge = GreaterOrEqual (k_pos, c_i0)
     k_lt = Less (k_pos, s_len)
     k_in = And (k_ge, k_lt)
+    k_idx = Where (k_in, k_pos, s_len)
     dist = Sub (col_1c, row_b1)
     band_ge = GreaterOrEqual (dist, c_i0)
     band_le = LessOrEqual (dist, w_m1)
     band = And (band_ge, band_le)
+    band_neg = Where (band, c_f0, c_ninf)
+"""
+
+# Keys carry their mask as an extra column: q' = [q * scale, 1], k' = [k, 0 or -inf], so q'.k' is
+# the logit with masked keys already at -inf and the per-key mask costs no pass over the logits.
+# Row S of k' (all zeros, mask -inf) stands for keys outside [0, S): k_idx points there.
+_KEYS = """
+    q_sc = Mul (qf, c_scale)
+    col_shape = Concat <axis: int = 0> (bh_1d, s_1d, c_ax1)
+    ones_col = ConstantOfShape <value: tensor = float[1] {1.0}> (col_shape)
+    q_aug = Concat <axis: int = 3> (q_sc, ones_col)
+    pad_k_shape = Concat <axis: int = 0> (bh_1d, c_ax1, d_1d)
+    pad_k = ConstantOfShape <value: tensor = float[1] {0.0}> (pad_k_shape)
+    pad_m_shape = Concat <axis: int = 0> (bh_1d, c_ax1, c_ax1)
+    pad_m = ConstantOfShape <value: tensor = float[1] {-inf}> (pad_m_shape)
+    pad_row = Concat <axis: int = 3> (pad_k, pad_m)
+"""
+
+_KEY_ROWS = """
+    k_aug = Concat <axis: int = 3> (kf, key_col)
+    k_all = Concat <axis: int = 2> (k_aug, pad_row)
+    v_all = Concat <axis: int = 2> (vf, pad_k)
+"""
+
+_KEY_COL_NO_MASK = """
+    key_col = ConstantOfShape <value: tensor = float[1] {0.0}> (col_shape)
+"""
+
+# Rows whose window holds no admissible key are all -inf, which Softmax turns into NaN; they are
+# found from a running count of real keys (O(B * S)) and set to zero.
+_KEY_COL_MASK = """
+    mask_neg = Where (key_mask, c_f0, c_ninf)
+    mask_col = Unsqueeze (mask_neg, c_ax13)
+    key_col = Expand (mask_col, col_shape)
+    mask_i = Cast <to: int = 7> (key_mask)
+    mask_cs = CumSum (mask_i, c_i1)
+    b_1d = Shape <start: int = 0, end: int = 1> (q)
+    zero_shape = Concat <axis: int = 0> (b_1d, c_ax1)
+    zero_col = ConstantOfShape <value: tensor = int64[1] {0}> (zero_shape)
+    mask_cs0 = Concat <axis: int = 1> (zero_col, mask_cs)
+    r_seq = Range (c_i0, s_len, c_i1)
+    win_hi0 = Add (r_seq, wr)
+    win_hi1 = Min (win_hi0, s_last)
+    win_hi = Add (win_hi1, c_i1)
+    win_lo0 = Sub (r_seq, wl)
+    win_lo = Max (win_lo0, c_i0)
+    cnt_hi = Gather <axis: int = 1> (mask_cs0, win_hi)
+    cnt_lo = Gather <axis: int = 1> (mask_cs0, win_lo)
+    cnt = Sub (cnt_hi, cnt_lo)
+    row_any = Greater (cnt, c_i0)
+    row_ok = Unsqueeze (row_any, c_ax13)
 """
 
 _LOGITS = """
-    q_blk = Gather <axis: int = 2> (qf, q_idx)
-    k_chk = Gather <axis: int = 2> (kf, k_idx)
-    v_chk = Gather <axis: int = 2> (vf, k_idx)
+    q_blk = Gather <axis: int = 2> (q_aug, q_idx)
+    k_chk = Gather <axis: int = 2> (k_all, k_idx)
+    v_chk = Gather <axis: int = 2> (v_all, k_idx)
     k_chk_t = Transpose <perm: ints = [0, 1, 2, 4, 3]> (k_chk)
-    qk = MatMul (q_blk, k_chk_t)
-    logits = Mul (qk, c_scale)
+    logits = MatMul (q_blk, k_chk_t)
 """
 
 _WITH_BIAS = (
@@ -87,30 +139,33 @@ _WITH_BIAS = (
 """
     + bias_gather("lb", "rel", "bias_hbc")
     + """
-    bias_5d = Unsqueeze (bias_hbc, c_ax02)
+    bias_band = Add (bias_hbc, band_neg)
+    table = Unsqueeze (bias_band, c_ax02)
 """
 )
 
-_WITH_MASK = """
-    m_chk = Gather <axis: int = 1> (key_mask, k_idx)
-    key_ok = And (m_chk, k_in)
-    key_ok5 = Unsqueeze (key_ok, c_ax13)
-    allowed = And (band, key_ok5)
+_NO_BIAS = """
+    table = Identity (band_neg)
 """
 
-_NO_MASK = """
-    key_ok3 = Unsqueeze (k_in, c_ax1)
-    allowed = And (band, key_ok3)
-"""
-
-_OUTPUT = """
-    out_num = MatMul (expw, v_chk)
-    out_blk = Div (out_num, expw_den)
+_SOFTMAX = """
+    sel = Add (logits, table)
+    probs = Softmax <axis: int = -1> (sel)
+    out_blk = MatMul (probs, v_chk)
     out_shape = Concat <axis: int = 0> (bh_1d, c_m1, d_1d)
     out_pad = Reshape (out_blk, out_shape)
     out_sl = Slice (out_pad, c_ax0, s_1d, c_ax2)
     q_shape = Shape (q)
+"""
+
+_OUT_NO_MASK = """
     out_f = Reshape (out_sl, q_shape)
+"""
+
+# Reshaped last so shape inference gives the output q's shape.
+_OUT_MASK = """
+    out_ok = Where (row_ok, out_sl, c_f0)
+    out_f = Reshape (out_ok, q_shape)
 """
 
 
@@ -125,12 +180,13 @@ def build(overload: str, opset: int) -> onnx.FunctionProto:
     c_ax13 = Constant <value: tensor = int64[2] {1, 3}> ()
 """
         + _LAYOUT
+        + _KEYS
+        + (_KEY_COL_MASK if has_mask else _KEY_COL_NO_MASK)
+        + _KEY_ROWS
         + _LOGITS
-        + (_WITH_BIAS if has_bias else "")
-        + (_WITH_MASK if has_mask else _NO_MASK)
-        # Normalised after P @ V: divides [.., block, D] rather than [.., block, chunk].
-        + masked_softmax("sm", "logits", "allowed", "expw", bias="bias_5d" if has_bias else None, normalize=False)
-        + _OUTPUT
+        + (_WITH_BIAS if has_bias else _NO_BIAS)
+        + _SOFTMAX
+        + (_OUT_MASK if has_mask else _OUT_NO_MASK)
         + cast_output(overload)
     )
     return parse(header(LOCAL_WINDOW, opset) + "{" + body + "}\n", overload, DOC)
