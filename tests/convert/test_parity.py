@@ -40,7 +40,8 @@ def test_zoo_matches_transformers_fp64(family, atol, checkpoint, monkeypatch):
     from seo_export import ops
 
     # The seo op takes float32/16 only; its reference (the op's definition) runs float64.
-    monkeypatch.setattr(ops, "local_window_attention", ops.local_window_attention_reference)
+    monkeypatch.setattr(ops, "local_window_attention",
+                        lambda *args, backend="reference", **kwargs: ops.local_window_attention_reference(*args, **kwargs))
     path, hf = checkpoint(family)
     hidden, pooled, _ = compare(family, tiny_model(family), convert_hf(path).model(), family != "longformer",
                                 torch.float64)
