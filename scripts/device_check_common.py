@@ -7,11 +7,13 @@ as a skip, not raised), then times them in interleaved rounds, so drift on the m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -98,6 +100,21 @@ def graphed(torch, fn: Callable) -> Callable:
 
 def free_bytes(torch, device: str) -> float:
     return torch.cuda.mem_get_info()[0] if device == "cuda" else float("inf")
+
+
+@contextlib.contextmanager
+def size_attempt(torch, device: str, size: dict, report: Callable[[], None]):
+    """One size of a timing stage: an error is recorded in ``size`` and the stage goes on with the
+    next size; either way the GPU's cached blocks are freed and the progress is written."""
+    try:
+        yield
+    except Exception as exc:
+        size["error"] = first_line(exc)
+        size["traceback"] = traceback.format_exc(limit=4)
+    finally:
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        report()
 
 
 def time_contenders(torch, runs: dict[str, Callable], entries: dict[str, dict], deadline: Deadline, rounds: int,

@@ -7,10 +7,9 @@ under Triton's interpreter (FlexAttention uncompiled), where times mean nothing 
 
 from __future__ import annotations
 
-import traceback
 import warnings
 
-from device_check_common import PEAK_TFLOPS, first_line, free_bytes, graphed, time_contenders, tflops
+from device_check_common import PEAK_TFLOPS, first_line, free_bytes, graphed, size_attempt, time_contenders, tflops
 
 # B, H, D, band (window_left + window_right + 1 = 256), dtype FP16.
 LOCAL = dict(batch=1, heads=16, head_dim=64, window_left=128, window_right=127, seqs=(4096, 16384, 32768))
@@ -111,7 +110,7 @@ def stage_local(deadline, rounds: int, seqs, device: str, dry_run: bool, progres
         if deadline.left() < 15:
             size["skipped"] = "out of time"
             continue
-        try:
+        with size_attempt(torch, device, size, lambda: progress(record)):
             torch.manual_seed(seq)
             q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=torch.float16) for _ in range(3))
             qb, kb, vb = (t.to(torch.bfloat16) for t in (q, k, v))
@@ -165,13 +164,6 @@ def stage_local(deadline, rounds: int, seqs, device: str, dry_run: bool, progres
             finish_sizes(size, size["flops"], "local_triton")
             runs.clear()  # drop the closures over q, k, v and the masks before the next size
             q = k = v = qb = kb = vb = band_mask = block_mask = None
-        except Exception as exc:
-            size["error"] = first_line(exc)
-            size["traceback"] = traceback.format_exc(limit=4)
-        finally:
-            if device == "cuda":
-                torch.cuda.empty_cache()
-            progress(record)
     record["goals"] = local_goals(record["sizes"], cfg["seqs"] if dry_run else FLEX_GOAL_SEQS)
     progress(record)
     return record
@@ -220,7 +212,7 @@ def stage_landmark(deadline, rounds: int, seqs, device: str, dry_run: bool, prog
         if deadline.left() < 15:
             size["skipped"] = "out of time"
             continue
-        try:
+        with size_attempt(torch, device, size, lambda: progress(record)):
             torch.manual_seed(seq)
             q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=torch.float16) for _ in range(3))
             args = dict(num_landmarks=landmarks, pinv_iterations=iterations, scale=scale)
@@ -265,13 +257,6 @@ def stage_landmark(deadline, rounds: int, seqs, device: str, dry_run: bool, prog
                             entry[ratio] = round(ms / entry["ms_at_kernel_flops"], 2)
             runs.clear()
             q = k = v = a = b = x = y = None
-        except Exception as exc:
-            size["error"] = first_line(exc)
-            size["traceback"] = traceback.format_exc(limit=4)
-        finally:
-            if device == "cuda":
-                torch.cuda.empty_cache()
-            progress(record)
     record["goals"] = landmark_goals(record["sizes"], goal_seq)
     progress(record)
     return record

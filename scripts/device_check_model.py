@@ -14,7 +14,7 @@ from __future__ import annotations
 import traceback
 import types
 
-from device_check_common import first_line, time_contenders
+from device_check_common import first_line, size_attempt, time_contenders
 from device_check_kernels import by_priority
 
 MODEL = dict(batches=(1, 4), parity=(2, 1000))
@@ -126,7 +126,7 @@ def stage_model(deadline, rounds: int, seqs, device: str, dry_run: bool, progres
             if deadline.left() < 15:
                 size["skipped"] = "out of time"
                 continue
-            try:
+            with size_attempt(torch, device, size, lambda: progress(record)):
                 torch.manual_seed(seq + batch)
                 ids = torch.randint(1, config.vocab_size, (batch, seq), device=device)
                 runs = {name: (lambda m=model, b="reference" if name == "sdpa_dense" else "triton":
@@ -137,13 +137,6 @@ def stage_model(deadline, rounds: int, seqs, device: str, dry_run: bool, progres
                 runs.clear()
                 ids = None
                 finish_size(size)
-            except Exception as exc:
-                size["error"] = first_line(exc)
-                size["traceback"] = traceback.format_exc(limit=4)
-            finally:
-                if device == "cuda":
-                    torch.cuda.empty_cache()
-                progress(record)
     goal_seq = order[0] if dry_run else GOAL_SEQ
     record["goals"] = [
         {"goal": f"model with the local kernel at least {GOAL_SPEEDUP:g}x faster than eager FP16 SDPA",
