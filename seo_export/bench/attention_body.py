@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seo_export.bench.export_scaling import MATMUL_SIZES, band_pairs, matmul_model, ort_session, seo_node_model
+from seo_export.bench.export_scaling import (
+    MATMUL_SIZES,
+    band_pairs,
+    matmul_contenders,
+    ort_session,
+    seo_node_model,
+)
 from seo_export.utils.environment import cpu_model, load_average, package_version
 from seo_export.utils.timing import BLAS_SETTLE_S, interleaved_times, median, percentile, speedup_interval
 
@@ -77,13 +83,7 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
         sessions[f"body@{baseline_rev}"] = ort_session(
             node_model(head_dim, left, right, mask, body_at_revision(baseline_rev)), threads)
     rng = np.random.default_rng(0)
-    matmuls, matmul_flops = {}, {}
-    for n in matmul_sizes:
-        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-        session = ort_session(matmul_model(n), threads)
-        matmuls[f"ort_matmul_{n}"] = (lambda s=session, a=a, b=b: s.run(None, {"a": a, "b": b}))
-        matmuls[f"np_matmul_{n}"] = (lambda a=a, b=b: np.matmul(a, b))
-        matmul_flops[f"ort_matmul_{n}"] = matmul_flops[f"np_matmul_{n}"] = 2 * n ** 3
+    matmuls, matmul_flops, matmul_settle = matmul_contenders(matmul_sizes, threads, rng)
     load_start = load_average()
     rows = []
     for seq in seqs:
@@ -93,8 +93,7 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
         reference = sessions["body"].run(None, feeds)[0]
         agreement = {name: float(np.abs(s.run(None, feeds)[0] - reference).max()) for name, s in sessions.items()}
         contenders = {name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}
-        samples = interleaved_times({**contenders, **matmuls}, rounds=rounds, warmup=1,
-                                    settle_after={name: BLAS_SETTLE_S for name in matmuls if name.startswith("np_")})
+        samples = interleaved_times({**contenders, **matmuls}, rounds=rounds, warmup=1, settle_after=matmul_settle)
         useful = 4 * heads * head_dim * band_pairs(seq, left, right)
         # The peak of each round: the fastest matmul of that round, so drift is shared within a round.
         peak_per_round = [max(flops / samples[name][i] for name, flops in matmul_flops.items())
@@ -139,8 +138,8 @@ def to_markdown(result: dict) -> str:
              f"q, k, v [1, {shape['heads']}, S, {shape['head_dim']}], window_left = window_right = "
              f"{shape['window_left']}, key mask {'on (last eighth padded)' if shape['key_mask'] else 'off'}; "
              f"{result['rounds']} interleaved rounds. Peak: per round, the fastest of ONNX Runtime's MatMul and "
-             f"numpy's matmul at n = {', '.join(map(str, shape['matmul_sizes']))}, with 0.3 s of settle after "
-             "numpy's (its BLAS threads spin ~0.1 s and slowed the next contender 1.5x at 20 ms).", "",
+             f"numpy's matmul at n = {', '.join(map(str, shape['matmul_sizes']))}, with {BLAS_SETTLE_S:g} s of "
+             "settle after numpy's (its BLAS threads spin ~0.1 s and slowed the next contender 1.5x at 20 ms).", "",
              f"**Goal {result['goal']['goal']}: {result['goal']['value']:.1%}, "
              f"{'met' if result['goal']['met'] else 'NOT met'}.**", "",
              "| S | contender | median ms | % of peak (p10-p90) | max abs vs body |"

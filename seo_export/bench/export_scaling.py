@@ -176,6 +176,19 @@ def model_scaling(config, seqs: list[int], standard_seq: int, rounds: int, threa
 
 # ----------------------------------------------------------------------------- 2. attention FLOP/s
 
+def matmul_contenders(sizes, threads: int, rng) -> tuple[dict, dict, dict]:
+    """The float32 matmul references (n^3; ONNX Runtime's MatMul and numpy's per n): the calls, their
+    FLOPs, and the settle each needs after it (numpy's BLAS threads spin on, ``BLAS_SETTLE_S``)."""
+    calls, flops = {}, {}
+    for n in sizes:
+        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        session = ort_session(matmul_model(n), threads)
+        calls[f"ort_matmul_{n}"] = (lambda s=session, a=a, b=b: s.run(None, {"a": a, "b": b}))
+        calls[f"np_matmul_{n}"] = (lambda a=a, b=b: np.matmul(a, b))
+        flops[f"ort_matmul_{n}"] = flops[f"np_matmul_{n}"] = 2 * n ** 3
+    return calls, flops, {f"np_matmul_{n}": BLAS_SETTLE_S for n in sizes}
+
+
 def attention_flops(seqs: list[int], heads: int, head_dim: int, window: int, rounds: int, threads: int,
                     matmul_sizes: tuple[int, ...] = MATMUL_SIZES) -> dict:
     """Per S: the seo node, dense attention with a band mask and the matmul peak, interleaved."""
@@ -185,13 +198,7 @@ def attention_flops(seqs: list[int], heads: int, head_dim: int, window: int, rou
         "dense_band": ort_session(dense_band_model(head_dim), threads),
     }
     rng = np.random.default_rng(0)
-    matmuls, matmul_flops = {}, {}
-    for n in matmul_sizes:
-        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-        session = ort_session(matmul_model(n), threads)
-        matmuls[f"ort_matmul_{n}"] = (lambda s=session, a=a, b=b: s.run(None, {"a": a, "b": b}))
-        matmuls[f"np_matmul_{n}"] = (lambda a=a, b=b: np.matmul(a, b))
-        matmul_flops[f"ort_matmul_{n}"] = matmul_flops[f"np_matmul_{n}"] = 2 * n ** 3
+    matmuls, matmul_flops, matmul_settle = matmul_contenders(matmul_sizes, threads, rng)
     rows = []
     for seq in seqs:
         q, k, v = (rng.standard_normal((1, heads, seq, head_dim), dtype=np.float32) for _ in range(3))
@@ -202,8 +209,7 @@ def attention_flops(seqs: list[int], heads: int, head_dim: int, window: int, rou
             "dense_band": lambda: sessions["dense_band"].run(None, {"q": q, "k": k, "v": v, "band": band}),
             **matmuls,
         }
-        samples = interleaved_times(contenders, rounds=rounds, warmup=1,
-                                    settle_after={name: BLAS_SETTLE_S for name in matmuls if name.startswith("np_")})
+        samples = interleaved_times(contenders, rounds=rounds, warmup=1, settle_after=matmul_settle)
         med = {name: median(times) for name, times in samples.items()}
         useful = 4 * heads * head_dim * band_pairs(seq, window_left, window_right)
         rates = {name: flops / med[name] for name, flops in matmul_flops.items()}
