@@ -6,11 +6,13 @@ Mirrors ``seo_export.ops.local_window.local_window_attention_reference``. With
 keys starting at key ``n * block - window_left``, read with ``Gather`` through in-graph index
 matrices ([nb, block] and [nb, chunk]). Logits are [B, H, nb, block, chunk], O(S * window).
 
-The logits are the costly tensor, so they are passed over as few times as possible: the
-per-key mask rides in an extra key column (q' = [q * scale, 1], k' = [k, 0 or -inf]; keys
-outside [0, S) read an all-masked row S), the band and the relative bias are one
-[H, block, chunk] table added once, and ONNX ``Softmax`` normalises. A row with no admissible
-key (all -inf, NaN out of Softmax) is set to zero from a running count of real keys.
+The logits are the costly tensor, so they are passed over as few times as possible: the band
+and the relative bias are one [H, block, chunk] table, keys outside [0, S) (read through a
+clamped index) and masked keys one [B, 1, nb, 1, chunk] table of 0 / -inf. Before ONNX
+``Softmax``, entries below the row max - 40 are raised to it: ONNX Runtime's exponential is ~4x
+slower where it underflows to denormals (-inf included), and exp(-40) = 4e-18 is invisible next
+to the row max's 1 in float32. A row with no admissible key (all -inf, NaN out of Softmax) is set
+to zero from a running count of real keys.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ _LAYOUT = """
     k_ge = GreaterOrEqual (k_pos, c_i0)
     k_lt = Less (k_pos, s_len)
     k_in = And (k_ge, k_lt)
-    k_idx = Where (k_in, k_pos, s_len)
+    k_lo = Max (k_pos, c_i0)
+    k_idx = Min (k_lo, s_last)
     dist = Sub (col_1c, row_b1)
     band_ge = GreaterOrEqual (dist, c_i0)
     band_le = LessOrEqual (dist, w_m1)
@@ -74,37 +77,19 @@ _LAYOUT = """
     band_neg = Where (band, c_f0, c_ninf)
 """
 
-# Keys carry their mask as an extra column: q' = [q * scale, 1], k' = [k, 0 or -inf], so q'.k' is
-# the logit with masked keys already at -inf and the per-key mask costs no pass over the logits.
-# Row S of k' (all zeros, mask -inf) stands for keys outside [0, S): k_idx points there.
-_KEYS = """
-    q_sc = Mul (qf, c_scale)
-    col_shape = Concat <axis: int = 0> (bh_1d, s_1d, c_ax1)
-    ones_col = ConstantOfShape <value: tensor = float[1] {1.0}> (col_shape)
-    q_aug = Concat <axis: int = 3> (q_sc, ones_col)
-    pad_k_shape = Concat <axis: int = 0> (bh_1d, c_ax1, d_1d)
-    pad_k = ConstantOfShape <value: tensor = float[1] {0.0}> (pad_k_shape)
-    pad_m_shape = Concat <axis: int = 0> (bh_1d, c_ax1, c_ax1)
-    pad_m = ConstantOfShape <value: tensor = float[1] {-inf}> (pad_m_shape)
-    pad_row = Concat <axis: int = 3> (pad_k, pad_m)
-"""
-
-_KEY_ROWS = """
-    k_aug = Concat <axis: int = 3> (kf, key_col)
-    k_all = Concat <axis: int = 2> (k_aug, pad_row)
-    v_all = Concat <axis: int = 2> (vf, pad_k)
-"""
-
-_KEY_COL_NO_MASK = """
-    key_col = ConstantOfShape <value: tensor = float[1] {0.0}> (col_shape)
+# Keys outside [0, S) are read from a clamped index and masked, with the key mask, by one
+# [B, 1, nb, 1, chunk] table of 0 / -inf (key_ok), so no copy of q or k is widened or padded.
+_KEY_OK_NO_MASK = """
+    key_ok = Unsqueeze (k_in, c_ax1)
 """
 
 # Rows whose window holds no admissible key are all -inf, which Softmax turns into NaN; they are
 # found from a running count of real keys (O(B * S)) and set to zero.
-_KEY_COL_MASK = """
-    mask_neg = Where (key_mask, c_f0, c_ninf)
-    mask_col = Unsqueeze (mask_neg, c_ax13)
-    key_col = Expand (mask_col, col_shape)
+_KEY_OK_MASK = """
+    mask_at = Gather <axis: int = 1> (key_mask, k_idx)
+    k_in_b = Unsqueeze (k_in, c_ax0)
+    key_in = And (mask_at, k_in_b)
+    key_ok = Unsqueeze (key_in, c_ax13)
     mask_i = Cast <to: int = 7> (key_mask)
     mask_cs = CumSum (mask_i, c_i1)
     b_1d = Shape <start: int = 0, end: int = 1> (q)
@@ -125,11 +110,13 @@ _KEY_COL_MASK = """
 """
 
 _LOGITS = """
-    q_blk = Gather <axis: int = 2> (q_aug, q_idx)
-    k_chk = Gather <axis: int = 2> (k_all, k_idx)
-    v_chk = Gather <axis: int = 2> (v_all, k_idx)
+    key_neg = Where (key_ok, c_f0, c_ninf)
+    q_blk = Gather <axis: int = 2> (qf, q_idx)
+    q_sc = Mul (q_blk, c_scale)
+    k_chk = Gather <axis: int = 2> (kf, k_idx)
+    v_chk = Gather <axis: int = 2> (vf, k_idx)
     k_chk_t = Transpose <perm: ints = [0, 1, 2, 4, 3]> (k_chk)
-    logits = MatMul (q_blk, k_chk_t)
+    logits = MatMul (q_sc, k_chk_t)
 """
 
 _WITH_BIAS = (
@@ -149,8 +136,13 @@ _NO_BIAS = """
 """
 
 _SOFTMAX = """
-    sel = Add (logits, table)
-    probs = Softmax <axis: int = -1> (sel)
+    sel_b = Add (logits, table)
+    sel = Add (sel_b, key_neg)
+    row_max = ReduceMax <keepdims: int = 1> (sel, c_axm1)
+    c_floor = Constant <value: tensor = float {40.0}> ()
+    floor = Sub (row_max, c_floor)
+    sel_fl = Max (sel, floor)
+    probs = Softmax <axis: int = -1> (sel_fl)
     out_blk = MatMul (probs, v_chk)
     out_shape = Concat <axis: int = 0> (bh_1d, c_m1, d_1d)
     out_pad = Reshape (out_blk, out_shape)
@@ -180,9 +172,7 @@ def build(overload: str, opset: int) -> onnx.FunctionProto:
     c_ax13 = Constant <value: tensor = int64[2] {1, 3}> ()
 """
         + _LAYOUT
-        + _KEYS
-        + (_KEY_COL_MASK if has_mask else _KEY_COL_NO_MASK)
-        + _KEY_ROWS
+        + (_KEY_OK_MASK if has_mask else _KEY_OK_NO_MASK)
         + _LOGITS
         + (_WITH_BIAS if has_bias else _NO_BIAS)
         + _SOFTMAX
