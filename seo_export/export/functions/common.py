@@ -65,11 +65,15 @@ def adds_bias(overload: str) -> bool:
     return presence_of(overload)[1] and overload != ZERO_BIAS
 
 
+def type_source(overload: str) -> str:
+    """The input whose type the output takes: rel_bias where nothing else reads it, else q."""
+    return "rel_bias" if overload == ZERO_BIAS else "q"
+
+
 def cast_output(overload: str) -> str:
-    """The body's last line: back to the inputs' type, read from rel_bias where nothing else reads it."""
-    like = "rel_bias" if overload == ZERO_BIAS else "q"
+    """The body's last line: back to the inputs' type."""
     return f"""
-    out = CastLike (out_f, {like})
+    out = CastLike (out_f, {type_source(overload)})
 """
 
 

@@ -25,11 +25,11 @@ from seo_export.export.functions.common import (
     adds_bias,
     bias_gather,
     bias_prelude,
-    cast_output,
     check_opset,
     header,
     parse,
     presence_of,
+    type_source,
 )
 
 DOC = (
@@ -83,8 +83,9 @@ _KEY_OK_NO_MASK = """
     key_ok = Unsqueeze (k_in, c_ax1)
 """
 
-# Rows whose window holds no admissible key are all -inf, which Softmax turns into NaN; they are
-# found from a running count of real keys (O(B * S)) and set to zero.
+# Rows whose window holds no admissible key (all -inf, floored to the lowest float, so uniform and
+# finite out of Softmax) are found from a running count of real keys (O(B * S)) and multiplied
+# by 0 (a Where with a [B, 1, S, 1] condition is ~3x slower in ONNX Runtime).
 _KEY_OK_MASK = """
     mask_at = Gather <axis: int = 1> (key_mask, k_idx)
     k_in_b = Unsqueeze (k_in, c_ax0)
@@ -96,7 +97,7 @@ _KEY_OK_MASK = """
     zero_shape = Concat <axis: int = 0> (b_1d, c_ax1)
     zero_col = ConstantOfShape <value: tensor = int64[1] {0}> (zero_shape)
     mask_cs0 = Concat <axis: int = 1> (zero_col, mask_cs)
-    r_seq = Range (c_i0, s_len, c_i1)
+    r_seq = Reshape (q_idx, c_m1)
     win_hi0 = Add (r_seq, wr)
     win_hi1 = Min (win_hi0, s_last)
     win_hi = Add (win_hi1, c_i1)
@@ -138,26 +139,40 @@ _NO_BIAS = """
 _SOFTMAX = """
     sel_b = Add (logits, table)
     sel = Add (sel_b, key_neg)
-    row_max = ReduceMax <keepdims: int = 1> (sel, c_axm1)
+    row_max = ReduceMax <keepdims: int = 0> (sel, c_axm1)
     c_floor = Constant <value: tensor = float {40.0}> ()
-    floor = Sub (row_max, c_floor)
+    c_lowest = Constant <value: tensor = float {-3.4028234663852886e38}> ()
+    floor0 = Sub (row_max, c_floor)
+    floor_fin = Max (floor0, c_lowest)
+    floor = Unsqueeze (floor_fin, c_axm1)
     sel_fl = Max (sel, floor)
     probs = Softmax <axis: int = -1> (sel_fl)
-    out_blk = MatMul (probs, v_chk)
+    out_blk_f = MatMul (probs, v_chk)
+"""
+
+# Row max without keepdims: ONNX Runtime's Sub on a [..., 1] tensor is ~30x slower than on the same
+# values without the trailing 1. The cast back to the inputs' type comes before the slice, so for
+# float32 ONNX Runtime drops it even where the body's output is the graph's output, and an FP16
+# graph slices half the bytes. Reshaped last so shape inference gives the output q's shape.
+_OUT = """
     out_shape = Concat <axis: int = 0> (bh_1d, c_m1, d_1d)
-    out_pad = Reshape (out_blk, out_shape)
-    out_sl = Slice (out_pad, c_ax0, s_1d, c_ax2)
-    q_shape = Shape (q)
+    out_pad_f = Reshape (out_blk_f, out_shape)
 """
 
 _OUT_NO_MASK = """
-    out_f = Reshape (out_sl, q_shape)
+    out_pad = CastLike (out_pad_f, {like})
 """
 
-# Reshaped last so shape inference gives the output q's shape.
 _OUT_MASK = """
-    out_ok = Where (row_ok, out_sl, c_f0)
-    out_f = Reshape (out_ok, q_shape)
+    keep = Cast <to: int = 1> (row_ok)
+    out_kept = Mul (out_pad_f, keep)
+    out_pad = CastLike (out_kept, {like})
+"""
+
+_OUT_ROWS = """
+    out_sl = Slice (out_pad, c_ax0, s_1d, c_ax2)
+    q_shape = Shape (q)
+    out = Reshape (out_sl, q_shape)
 """
 
 
@@ -176,7 +191,8 @@ def build(overload: str, opset: int) -> onnx.FunctionProto:
         + _LOGITS
         + (_WITH_BIAS if has_bias else _NO_BIAS)
         + _SOFTMAX
-        + (_OUT_MASK if has_mask else _OUT_NO_MASK)
-        + cast_output(overload)
+        + _OUT
+        + (_OUT_MASK if has_mask else _OUT_NO_MASK).format(like=type_source(overload))
+        + _OUT_ROWS
     )
     return parse(header(LOCAL_WINDOW, opset) + "{" + body + "}\n", overload, DOC)
