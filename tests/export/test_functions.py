@@ -11,6 +11,7 @@ import onnx
 import onnx.checker
 import onnx.helper as oh
 import onnx.inliner
+import onnx.numpy_helper
 import onnx.shape_inference
 import onnxruntime as ort
 import pytest
@@ -411,6 +412,53 @@ def _largest_intermediate(model, feed):
     assert len(names) > 20
     inlined.graph.output.extend(typed[n] for n in names)
     return max(int(np.prod(x.shape)) for x in session(inlined).run(None, feed))
+
+
+def _peaked_local_inputs(seq=48, heads=2, dim=8):
+    """Logits q_i . k_j = level_j + spike_j: levels 0, 25, 50, 75, 100 in turn (so each window spans
+    100), and a spike of 400 on every 9th key, which lies outside most windows but inside their block's
+    key chunk: peaked attention, where a wrong floor or a max taken before the masks shows."""
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(1, heads, seq, dim, generator=gen)
+    v = torch.randn(1, heads, seq, dim, generator=gen)
+    k = torch.zeros(1, heads, seq, dim)
+    k[..., 0] = torch.arange(seq, dtype=torch.float32).remainder(5) * 25
+    k[:, :, 4::9, 1] = 400.0
+    q[..., :2] = 1.0
+    return q, k, v
+
+
+def _floor_fault(model, fault):
+    """The local-window bodies (every overload) with one deliberate fault in their row-max floor."""
+    for node in (n for function in model.functions for n in function.node):
+        if fault == "floor 2" and node.output[0] == "c_floor":
+            node.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array(2.0, np.float32)))
+        if fault == "max before masking" and node.op_type == "ReduceMax":
+            node.input[0] = "logits"
+    return model
+
+
+@pytest.mark.parametrize("fault", [None, "floor 2", "max before masking"])
+def test_local_window_floor_is_exact_on_peaked_rows(fault):
+    """Entries below the row max - 40 are raised to it before Softmax (ONNX Runtime's exponential is slow
+    on denormals). On rows spread over hundreds that changes nothing, and each way of getting the floor
+    wrong (too close to the max, or the max taken before the band and key masks) must show."""
+    attrs = {"window_left": 3, "window_right": 2, "scale": 1.0}
+    model = _floor_fault(all_overloads_model(LOCAL_WINDOW, attrs), fault)
+    q, k, v = _peaked_local_inputs()
+    mask = torch.ones(1, 48, dtype=torch.bool)
+    mask[0, 30:34] = False
+    k[:, :, 31, 1] = 400.0  # a masked key inside windows, with the largest logit around it
+    bias = torch.randn(2, 7)
+    outs = session(model).run(None, feeds(q, k, v, mask, bias))
+    errors = []
+    for (has_mask, has_bias), out in zip(PRESENCE, outs):
+        expected = reference(LOCAL_WINDOW, attrs, q, k, v, mask if has_mask else None, bias if has_bias else None)
+        errors.append(float(np.abs(out - expected.numpy()).max()))
+    if fault is None:
+        assert max(errors) <= ATOL, errors
+    else:
+        assert min(errors) > 0.1, f"the fault {fault!r} went unseen: {errors}"
 
 
 @pytest.mark.parametrize("has_mask,has_bias", [(True, True), (False, False)])
