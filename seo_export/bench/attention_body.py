@@ -7,8 +7,13 @@ float32 matmuls (n^3, ONNX Runtime's and numpy's; the fastest is the peak), and,
 is judged in the same run as what it replaces. Useful FLOPs are the band's (4 * H * D * pairs),
 as in ``seo_export.bench.export_scaling``.
 
+With ``--model-seq S`` (and a baseline) the whole exported local model (export_scaling's: 12
+layers, hidden 768, window 128; INT8 linear layers unless ``--model-precision fp32``) is also
+timed at batch 1, length S, against the same file with the baseline's body swapped into its
+functions: what the change is worth where the body runs.
+
 Run: python -m seo_export.bench.attention_body [--seq 8192] [--baseline-rev c11ac3a] [--mask]
-     [--rounds 9] [--out scripts/results]  ->  attention_body.json and attention_body.md
+     [--model-seq 8192 [--model-precision fp32]] [--rounds 9] [--out scripts/results]  ->  attention_body.json and .md
 """
 
 from __future__ import annotations
@@ -72,9 +77,54 @@ def node_model(head_dim: int, window_left: int, window_right: int, mask: bool, b
     return model
 
 
+def with_body(model, build):
+    """A copy of exported ``model`` whose local-window functions are ``build``'s."""
+    import onnx
+
+    from seo_export.export.functions import LOCAL_WINDOW, base_op
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    opset = next(o.version for o in copy.opset_import if o.domain in ("", "ai.onnx"))
+    for function in copy.functions:
+        if base_op(function.name) == LOCAL_WINDOW:
+            proto = build(function.overload, opset)
+            proto.name = function.name
+            function.CopyFrom(proto)
+    return copy
+
+
+def model_comparison(seq: int, baseline_rev: str, rounds: int, threads: int, precision: str = "int8") -> dict:
+    """The exported local model (``precision`` fp32 or int8, the linear layers dynamically quantized) at
+    batch 1, length ``seq``: its body against ``baseline_rev``'s, interleaved."""
+    from seo_export.bench.export_scaling import model_config
+    from seo_export.bench.sweep import bench_inputs
+    from seo_export.export.exporter import build_onnx
+    from seo_export.export.quantize import quantize_model
+    from seo_export.models.build import build_model
+
+    config = model_config()
+    current = build_onnx(build_model(config, seed=0))
+    if precision == "int8":
+        current = quantize_model(current)
+    sessions = {"model": ort_session(current, threads),
+                f"model@{baseline_rev}": ort_session(with_body(current, body_at_revision(baseline_rev)), threads)}
+    feeds = bench_inputs(1, seq, config.vocab_size)
+    outputs = {name: s.run(None, feeds) for name, s in sessions.items()}
+    agreement = max(float(np.abs(a - b).max()) for a, b in zip(*outputs.values()))
+    samples = interleaved_times({name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()},
+                                rounds=rounds, warmup=1)
+    base, new = samples[f"model@{baseline_rev}"], samples["model"]
+    return {"seq": seq, "batch": 1, "precision": precision, "layers": config.num_layers, "hidden": config.hidden_size,
+            "window": config.attention_window_size, "samples_s": samples,
+            "median_s": {name: median(t) for name, t in samples.items()}, "max_abs_vs_baseline": agreement,
+            "speedup": {"median": median(base) / median(new), "interval_95": speedup_interval(base, new)}}
+
+
 def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 128, rounds: int = 9,
             threads: int | None = None, mask: bool = False, baseline_rev: str | None = None,
-            matmul_sizes: tuple[int, ...] = MATMUL_SIZES) -> dict:
+            matmul_sizes: tuple[int, ...] = MATMUL_SIZES, model_seq: int | None = None,
+            model_precision: str = "int8") -> dict:
     threads = threads or os.cpu_count() or 1
     left = right = window // 2
     current = node_model(head_dim, left, right, mask)
@@ -113,6 +163,8 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
                                                    "interval_95": speedup_interval(base, samples["body"])}}
         rows.append(row)
     last = rows[-1]["fraction_of_peak"]["body"]["median"]
+    model = (model_comparison(model_seq, baseline_rev, rounds, threads, model_precision)
+             if model_seq and baseline_rev else None)
     return {
         "benchmark": "attention_body",
         "command": shlex.join(["python", "-m", "seo_export.bench.attention_body", *sys.argv[1:]]),
@@ -121,7 +173,7 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
                     "python": platform.python_version(), "onnxruntime": package_version("onnxruntime")},
         "shape": {"batch": 1, "heads": heads, "head_dim": head_dim, "window_left": left, "window_right": right,
                   "key_mask": mask, "matmul_sizes": list(matmul_sizes)},
-        "rounds": rounds, "baseline_rev": baseline_rev, "rows": rows,
+        "rounds": rounds, "baseline_rev": baseline_rev, "rows": rows, "model": model,
         "goal": {"goal": f">= {GOAL_FRACTION_OF_PEAK:.0%} of the matmul peak at S={rows[-1]['seq']}",
                  "value": last, "met": last >= GOAL_FRACTION_OF_PEAK},
     }
@@ -158,6 +210,17 @@ def to_markdown(result: dict) -> str:
             lines.append(line)
         lines.append(f"| {r['seq']} | matmul peak | | {r['peak_flop_per_s'] / 1e9:.0f} GFLOP/s | | "
                      + ("|" if result["baseline_rev"] else ""))
+    model = result.get("model")
+    if model:
+        s = model["speedup"]
+        rev = result["baseline_rev"]
+        lines += ["", f"Whole exported local model ({model['precision'].upper()}, {model['layers']} layers, hidden "
+                  f"{model['hidden']}, window "
+                  f"{model['window']}), batch 1, S = {model['seq']}, {result['rounds']} interleaved rounds: "
+                  f"{model['median_s']['model']:.2f} s against {model['median_s'][f'model@{rev}']:.2f} s with the "
+                  f"body of {rev}, **{s['median']:.2f}x**"
+                  + (f" [{s['interval_95'][0]:.2f}, {s['interval_95'][1]:.2f}]" if s["interval_95"] else "")
+                  + f" (outputs within {model['max_abs_vs_baseline']:.1e})."]
     return "\n".join(lines) + "\n"
 
 
@@ -170,13 +233,20 @@ def main(argv=None) -> None:
     parser.add_argument("--window", type=int, default=128)
     parser.add_argument("--mask", action="store_true", help="time the key-mask overload (last eighth padded)")
     parser.add_argument("--baseline-rev", default=None, help="also time the body of this git revision")
+    parser.add_argument("--model-seq", type=int, default=None,
+                        help="with --baseline-rev: also time the exported local model at this length, both bodies")
+    parser.add_argument("--model-precision", choices=("int8", "fp32"), default="int8",
+                        help="the compared model's linear layers (default int8, where the body weighs most)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="scripts/results")
     parser.add_argument("--name", default="attention_body", help="results file stem")
     args = parser.parse_args(argv)
+    if args.model_seq and not args.baseline_rev:
+        parser.error("--model-seq compares the model with two bodies: give --baseline-rev too")
     result = measure([int(s) for s in args.seq.split(",")], heads=args.heads, window=args.window,
-                     rounds=args.rounds, threads=args.threads, mask=args.mask, baseline_rev=args.baseline_rev)
+                     rounds=args.rounds, threads=args.threads, mask=args.mask, baseline_rev=args.baseline_rev,
+                     model_seq=args.model_seq, model_precision=args.model_precision)
     write_results(args.out, args.name, result, to_markdown(result))
     print(to_markdown(result))
 

@@ -21,3 +21,34 @@ def test_tiny_measurement_reports_fraction_of_peak_and_the_goal():
 def test_an_unknown_baseline_revision_is_one_clear_line():
     with pytest.raises(SystemExit, match="cannot read seo_export/export/functions/local_window.py at revision"):
         attention_body.body_at_revision("no-such-revision")
+
+
+def test_with_body_swaps_every_local_window_function_and_the_model_feels_it(tmp_path_factory):
+    """The model comparison runs the exported file with another revision's body: the swap must reach every
+    local-window function (the current body swapped in changes nothing; a faulty one, whose floor raises
+    every entry to the row max, changes the output)."""
+    import numpy as np
+    import onnx
+
+    from seo_export.backends.ort_runner import create_session
+    from seo_export.export.functions import local_window
+    from tests.export.helpers import exported, padded_inputs
+
+    _, result = exported(tmp_path_factory, ("local", "sinusoidal", False))
+    model = onnx.load(str(result.path))
+
+    def flat_floor(overload, opset):
+        proto = local_window.build(overload, opset)
+        for node in proto.node:
+            if node.output[0] == "c_floor":
+                node.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array(0.0, np.float32)))
+        return proto
+
+    feeds = padded_inputs(2, 41)
+    run = lambda m: create_session(m, ["CPUExecutionProvider"], 1).run(None, feeds)[0]  # noqa: E731
+    same, faulty = attention_body.with_body(model, local_window.build), attention_body.with_body(model, flat_floor)
+    local = [f for f in faulty.functions if f.name.startswith("LocalWindowAttention")]
+    floors = [onnx.numpy_helper.to_array(n.attribute[0].t) for f in local for n in f.node if n.output[0] == "c_floor"]
+    assert len(floors) == len(local) >= 1 and all(value == 0 for value in floors)
+    np.testing.assert_array_equal(run(same), run(model))
+    assert np.abs(run(faulty) - run(model)).max() > 1e-2

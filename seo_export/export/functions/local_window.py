@@ -9,10 +9,11 @@ matrices ([nb, block] and [nb, chunk]). Logits are [B, H, nb, block, chunk], O(S
 The logits are the costly tensor, so they are passed over as few times as possible: the band
 and the relative bias are one [H, block, chunk] table, keys outside [0, S) (read through a
 clamped index) and masked keys one [B, 1, nb, 1, chunk] table of 0 / -inf. Before ONNX
-``Softmax``, entries below the row max - 40 are raised to it: ONNX Runtime's exponential is ~4x
+``Softmax``, entries below the row max - 40 are raised to it: ONNX Runtime's exponential is ~3.5x
 slower where it underflows to denormals (-inf included), and exp(-40) = 4e-18 is invisible next
-to the row max's 1 in float32. A row with no admissible key (all -inf, NaN out of Softmax) is set
-to zero from a running count of real keys.
+to the row max's 1 in float32. A row with no admissible key (all -inf, floored to the lowest float,
+so uniform and finite out of Softmax) is found from a running count of real keys and multiplied
+by zero.
 """
 
 from __future__ import annotations
