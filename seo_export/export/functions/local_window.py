@@ -111,6 +111,7 @@ _KEY_OK_MASK = """
     row_ok = Unsqueeze (row_any, c_ax13)
 """
 
+# q is scaled right before the MatMul, where ONNX Runtime folds the Mul into it.
 _LOGITS = """
     key_neg = Where (key_ok, c_f0, c_ninf)
     q_blk = Gather <axis: int = 2> (qf, q_idx)
@@ -137,6 +138,9 @@ _NO_BIAS = """
     table = Identity (band_neg)
 """
 
+# The floor (module docstring) comes from the row max without keepdims: ONNX Runtime's Sub on a
+# [..., 1] tensor is ~30x slower than on the same values without the trailing 1. A row with no
+# admissible key (row max -inf) is floored to the lowest float: equal, finite values for Softmax.
 _SOFTMAX = """
     sel_b = Add (logits, table)
     sel = Add (sel_b, key_neg)
@@ -151,10 +155,9 @@ _SOFTMAX = """
     out_blk_f = MatMul (probs, v_chk)
 """
 
-# Row max without keepdims: ONNX Runtime's Sub on a [..., 1] tensor is ~30x slower than on the same
-# values without the trailing 1. The cast back to the inputs' type comes before the slice, so for
-# float32 ONNX Runtime drops it even where the body's output is the graph's output, and an FP16
-# graph slices half the bytes. Reshaped last so shape inference gives the output q's shape.
+# The cast back to the inputs' type comes before the slice: for float32 ONNX Runtime drops it (not
+# where it would produce a graph output), and an FP16 graph slices half the bytes. Reshaped last
+# so shape inference gives the output q's shape.
 _OUT = """
     out_shape = Concat <axis: int = 0> (bh_1d, c_m1, d_1d)
     out_pad_f = Reshape (out_blk_f, out_shape)
