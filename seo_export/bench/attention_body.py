@@ -68,17 +68,12 @@ def node_model(head_dim: int, window_left: int, window_right: int, mask: bool, b
 
     model = seo_node_model(LOCAL_WINDOW, head_dim, key_mask=mask, window_left=window_left,
                            window_right=window_right)
-    if build is not None:
-        overload = model.functions[0].overload
-        proto = build(overload, 18)
-        proto.name = model.graph.node[0].op_type  # older bodies named every overload after the op
-        del model.functions[:]
-        model.functions.append(proto)
-    return model
+    return model if build is None else with_body(model, build)
 
 
 def with_body(model, build):
-    """A copy of exported ``model`` whose local-window functions are ``build``'s."""
+    """A copy of ``model`` whose local-window functions are ``build``'s (under the names the model
+    calls them: older bodies named every overload after the op)."""
     import onnx
 
     from seo_export.export.functions import LOCAL_WINDOW, base_op

@@ -32,16 +32,14 @@ def test_with_body_swaps_every_local_window_function_and_the_model_feels_it(tmp_
 
     from seo_export.backends.ort_runner import create_session
     from seo_export.export.functions import local_window
-    from tests.export.helpers import exported, padded_inputs
+    from tests.export.helpers import exported, padded_inputs, set_body_constant
 
     _, result = exported(tmp_path_factory, ("local", "sinusoidal", False))
     model = onnx.load(str(result.path))
 
     def flat_floor(overload, opset):
         proto = local_window.build(overload, opset)
-        for node in proto.node:
-            if node.output[0] == "c_floor":
-                node.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array(0.0, np.float32)))
+        assert set_body_constant([proto], "c_floor", 0.0) == 1
         return proto
 
     feeds = padded_inputs(2, 41)

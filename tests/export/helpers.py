@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import torch
 
 from seo_export import TransformerConfig
@@ -96,3 +97,14 @@ def eager(model, feeds, dtype=torch.float32):
     with torch.no_grad():
         out = model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
     return {k: v.float().numpy() for k, v in out.items()}
+
+
+def set_body_constant(functions, output: str, value: float) -> int:
+    """Fault injection: the float Constant ``output`` of every function body in ``functions`` set to
+    ``value``; how many were set."""
+    count = 0
+    for node in (n for function in functions for n in function.node):
+        if node.op_type == "Constant" and node.output[0] == output:
+            node.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array(value, np.float32)))
+            count += 1
+    return count

@@ -11,7 +11,6 @@ import onnx
 import onnx.checker
 import onnx.helper as oh
 import onnx.inliner
-import onnx.numpy_helper
 import onnx.shape_inference
 import onnxruntime as ort
 import pytest
@@ -30,6 +29,7 @@ from seo_export.export.functions import (
     overload_for,
 )
 from seo_export.ops import landmark_attention_reference, local_window_attention_reference
+from tests.export.helpers import set_body_constant
 from tests.reference import prefix_mask
 
 FLOAT, FLOAT16, BFLOAT16, BOOL = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
@@ -430,9 +430,9 @@ def _peaked_local_inputs(seq=48, heads=2, dim=8):
 
 def _floor_fault(model, fault):
     """The local-window bodies (every overload) with one deliberate fault in their row-max floor."""
+    if fault == "floor 2":
+        assert set_body_constant(model.functions, "c_floor", 2.0) == len(model.functions)
     for node in (n for function in model.functions for n in function.node):
-        if fault == "floor 2" and node.output[0] == "c_floor":
-            node.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array(2.0, np.float32)))
         if fault == "max before masking" and node.op_type == "ReduceMax":
             node.input[0] = "logits"
     return model
