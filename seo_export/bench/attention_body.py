@@ -13,7 +13,7 @@ timed at batch 1, length S, against the same file with the baseline's body swapp
 functions: what the change is worth where the body runs.
 
 Run: python -m seo_export.bench.attention_body [--seq 8192] [--baseline-rev c11ac3a] [--mask]
-     [--model-seq 8192 [--model-precision fp32]] [--rounds 9] [--out scripts/results]  ->  attention_body.json and .md
+     [--model-seq 8192 [--model-precision fp32]] [--regime warm|cold] [--rounds 9] [--out scripts/results]  ->  attention_body.json and .md
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ from seo_export.utils.environment import cpu_model, load_average, package_versio
 from seo_export.utils.timing import BLAS_SETTLE_S, interleaved_times, median, percentile, speedup_interval
 
 GOAL_FRACTION_OF_PEAK = 0.25
+#: How each sample is taken (``utils.timing.interleaved_times``). Warm, the default: after the
+#: settle pause one untimed call, then the mean of 4 back-to-back calls, as the body runs between
+#: other ops inside a model (and as trtexec or onnxruntime_perf_test time). Cold: one call after
+#: the pause, as a request after an idle spell; here that added ~2.5 ms to a ~10 ms body.
+REGIMES = {"warm": {"warm_calls": 1, "calls": 4}, "cold": {}}
 BODY_PATH = "seo_export/export/functions/local_window.py"
 
 
@@ -119,7 +124,7 @@ def model_comparison(seq: int, baseline_rev: str, rounds: int, threads: int, pre
 def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 128, rounds: int = 9,
             threads: int | None = None, mask: bool = False, baseline_rev: str | None = None,
             matmul_sizes: tuple[int, ...] = MATMUL_SIZES, model_seq: int | None = None,
-            model_precision: str = "int8") -> dict:
+            model_precision: str = "int8", regime: str = "warm") -> dict:
     threads = threads or os.cpu_count() or 1
     left = right = window // 2
     current = node_model(head_dim, left, right, mask)
@@ -138,7 +143,8 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
         reference = sessions["body"].run(None, feeds)[0]
         agreement = {name: float(np.abs(s.run(None, feeds)[0] - reference).max()) for name, s in sessions.items()}
         contenders = {name: (lambda s=s: s.run(None, feeds)) for name, s in sessions.items()}
-        samples = interleaved_times({**contenders, **matmuls}, rounds=rounds, warmup=1, settle_after=matmul_settle)
+        samples = interleaved_times({**contenders, **matmuls}, rounds=rounds, warmup=1, settle_after=matmul_settle,
+                                    **REGIMES[regime])
         useful = 4 * heads * head_dim * band_pairs(seq, left, right)
         # The peak of each round: the fastest matmul of that round, so drift is shared within a round.
         peak_per_round = [max(flops / samples[name][i] for name, flops in matmul_flops.items())
@@ -168,10 +174,19 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
                     "python": platform.python_version(), "onnxruntime": package_version("onnxruntime")},
         "shape": {"batch": 1, "heads": heads, "head_dim": head_dim, "window_left": left, "window_right": right,
                   "key_mask": mask, "matmul_sizes": list(matmul_sizes)},
-        "rounds": rounds, "baseline_rev": baseline_rev, "rows": rows, "model": model,
+        "rounds": rounds, "regime": regime, "timing": REGIMES[regime], "baseline_rev": baseline_rev, "rows": rows,
+        "model": model,
         "goal": {"goal": f">= {GOAL_FRACTION_OF_PEAK:.0%} of the matmul peak at S={rows[-1]['seq']}",
                  "value": last, "met": last >= GOAL_FRACTION_OF_PEAK},
     }
+
+
+def _regime_words(result: dict) -> str:
+    timing = result.get("timing", {})
+    if result.get("regime", "cold") == "cold":
+        return "each sample one cold call after the settle pause (an idle spell's cost included)"
+    return (f"each sample warm: {timing['warm_calls']} untimed call after the settle pause, then the mean of "
+            f"{timing['calls']} back-to-back calls, as between other ops in a model")
 
 
 def to_markdown(result: dict) -> str:
@@ -184,7 +199,7 @@ def to_markdown(result: dict) -> str:
              "",
              f"q, k, v [1, {shape['heads']}, S, {shape['head_dim']}], window_left = window_right = "
              f"{shape['window_left']}, key mask {'on (last eighth padded)' if shape['key_mask'] else 'off'}; "
-             f"{result['rounds']} interleaved rounds. Peak: per round, the fastest of ONNX Runtime's MatMul and "
+             f"{result['rounds']} interleaved rounds, {_regime_words(result)}. Peak: per round, the fastest of ONNX Runtime's MatMul and "
              f"numpy's matmul at n = {', '.join(map(str, shape['matmul_sizes']))}, with {BLAS_SETTLE_S:g} s of "
              "settle after numpy's (its BLAS threads spin ~0.1 s and slowed the next contender 1.5x at 20 ms).", "",
              f"**Goal {result['goal']['goal']}: {result['goal']['value']:.1%}, "
@@ -232,6 +247,8 @@ def main(argv=None) -> None:
                         help="with --baseline-rev: also time the exported local model at this length, both bodies")
     parser.add_argument("--model-precision", choices=("int8", "fp32"), default="int8",
                         help="the compared model's linear layers (default int8, where the body weighs most)")
+    parser.add_argument("--regime", choices=tuple(REGIMES), default="warm",
+                        help="warm (default): back-to-back calls, as inside a model; cold: one call after idling")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="scripts/results")
@@ -241,7 +258,7 @@ def main(argv=None) -> None:
         parser.error("--model-seq compares the model with two bodies: give --baseline-rev too")
     result = measure([int(s) for s in args.seq.split(",")], heads=args.heads, window=args.window,
                      rounds=args.rounds, threads=args.threads, mask=args.mask, baseline_rev=args.baseline_rev,
-                     model_seq=args.model_seq, model_precision=args.model_precision)
+                     model_seq=args.model_seq, model_precision=args.model_precision, regime=args.regime)
     write_results(args.out, args.name, result, to_markdown(result))
     print(to_markdown(result))
 

@@ -22,10 +22,16 @@ BLAS_SETTLE_S = 0.3
 
 def interleaved_times(contenders: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1,
                       min_seconds: float = 0.0, settle_s: float = SETTLE_S,
-                      settle_after: dict[str, float] | None = None) -> dict[str, list[float]]:
+                      settle_after: dict[str, float] | None = None, calls: int = 1,
+                      warm_calls: int = 0) -> dict[str, list[float]]:
     """Seconds per call for each contender, one sample per round, contenders alternating,
     each timed call preceded by ``settle_s`` of sleep so the previous call's threads are idle,
-    or by ``settle_after[previous contender]`` where that is longer."""
+    or by ``settle_after[previous contender]`` where that is longer.
+
+    By default a sample is one call made after that pause: cold, as a request after an idle spell.
+    With ``warm_calls`` untimed calls after the pause and a sample the mean of ``calls``
+    back-to-back calls, it is warm, as an op runs between others inside a model: after ~10 ms
+    idle, a 10 ms ONNX Runtime graph took ~2.5 ms longer on its first call here."""
     settle_after = settle_after or {}
     for _ in range(warmup):
         for fn in contenders.values():
@@ -39,9 +45,12 @@ def interleaved_times(contenders: dict[str, Callable[[], object]], rounds: int =
             settle = max(settle_s, settle_after.get(previous, 0.0))
             if settle > 0:
                 time.sleep(settle)
+            for _ in range(warm_calls):
+                fn()
             t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / calls)
             previous = name
         done += 1
     return samples

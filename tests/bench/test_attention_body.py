@@ -7,15 +7,17 @@ import pytest
 from seo_export.bench import attention_body
 
 
-def test_tiny_measurement_reports_fraction_of_peak_and_the_goal():
+@pytest.mark.parametrize("regime, words", [("warm", "back-to-back calls"), ("cold", "one cold call")])
+def test_tiny_measurement_reports_fraction_of_peak_and_the_goal(regime, words):
     result = attention_body.measure([64], heads=1, head_dim=16, window=8, rounds=2, threads=1, mask=True,
-                                    matmul_sizes=(64,))
+                                    matmul_sizes=(64,), regime=regime)
     row = result["rows"][0]
     assert row["max_abs_vs_body"]["body"] == 0.0
     assert 0 < row["fraction_of_peak"]["body"]["median"] and row["peak_flop_per_s"] > 0
     assert result["goal"]["met"] == (result["goal"]["value"] >= attention_body.GOAL_FRACTION_OF_PEAK)
     text = attention_body.to_markdown(result)
-    assert "of the matmul peak at S=64" in text and "| 64 | body |" in text
+    assert "of the matmul peak at S=64" in text and "| 64 | body |" in text and words in text
+    assert result["regime"] == regime and result["timing"] == attention_body.REGIMES[regime]
 
 
 def test_an_unknown_baseline_revision_is_one_clear_line():

@@ -41,6 +41,18 @@ def test_a_contender_that_leaves_threads_spinning_gets_a_longer_settle_after_it(
     assert clock["log"] == [("sleep", 0.3), ("call", "a"), ("sleep", 0.02), ("call", "np")] * 2
 
 
+def test_a_warm_sample_is_the_mean_of_back_to_back_calls_after_untimed_ones(clock):
+    calls = iter([0.4, 0.1, 0.2, 0.3, 0.4, 0.1, 0.2, 0.3])  # the first, untimed call of each round is slow
+
+    def call():
+        clock["log"].append(("call", "a"))
+        clock["now"] += next(calls)
+
+    samples = timing.interleaved_times({"a": call}, rounds=2, warmup=0, settle_s=0.02, calls=3, warm_calls=1)
+    assert samples["a"] == pytest.approx([0.2, 0.2])
+    assert clock["log"] == [("sleep", 0.02)] + [("call", "a")] * 4 + [("sleep", 0.02)] + [("call", "a")] * 4
+
+
 def test_no_pause_when_settle_is_zero(clock):
     timing.interleaved_times({"a": _contender(clock, "a", 0.1)}, rounds=3, warmup=0, settle_s=0.0)
     assert all(kind == "call" for kind, _ in clock["log"])
