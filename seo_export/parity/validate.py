@@ -292,6 +292,8 @@ class Validator:
         failure = locate.first_failure(judge, values, expected, mapping, layers)
         # Every internal passes: what remains is the pooler and classifier (or the final cast).
         module = ("classifier" if run.config.num_labels else "pooler") if failure is None else failure[0]
+        if precision == "int8":
+            return make_break(module, note=self._int8_reference_note(run, model, case, expected, path))
         if precision != "fp16":
             return make_break(module)
         blocker = self._island_blocker(run, model, precision, module)
@@ -302,6 +304,25 @@ class Validator:
             again = runner.infer(case.feeds)
         fixed = combine({n: judge(n, again[n], expected[n]) for n in output_names(run.config)}).passed
         return make_break(module, fixed, f"--keep-fp32 {module}" if fixed else None)
+
+    def _int8_reference_note(self, run, model, case, expected, path) -> str:
+        """Whether INT8 itself loses this accuracy: eager PyTorch with the file's quantization simulated
+        (``parity.int8_reference``), judged by the same rule against eager FP32."""
+        from seo_export.export.inspect import load_onnx, stored_metadata
+        from seo_export.parity.int8_reference import simulated_int8, simulates
+
+        settings = stored_metadata(load_onnx(path), "quantization")
+        why_not = simulates(settings)
+        if why_not:
+            return f"INT8 itself was not simulated: {why_not}"
+        simulated = EagerModel(simulated_int8(model, settings))(case.feeds)
+        judge = judge_for("int8", self.tolerances, case.real_mask, None)
+        verdict = combine({n: judge(n, simulated[n], expected[n]) for n in output_names(run.config)})
+        if verdict.passed:
+            return ("eager PyTorch with the file's INT8 scheme simulated passes the same rule: the file, not INT8, "
+                    "loses the accuracy (a broken export or quantizer)")
+        return (f"eager PyTorch with the file's INT8 scheme simulated fails too ({verdict.reason}): INT8 itself "
+                "loses this accuracy on this model, not the export; serve it with ort-fp32 or ort-fp16")
 
 
 def new_workdir() -> tempfile.TemporaryDirectory:

@@ -63,6 +63,21 @@ def test_a_wrong_weight_scale_fails_and_is_located(int8_file, tmp_path):
     failed = [r for r in report["results"] if not r["verdict"]["passed"]]
     assert failed and all(r["break"]["module"] == "layers.1.attention" for r in failed)
     assert "layers.1.attention" in result.stderr and "int8" in result.stderr
+    # The simulated INT8 of the same model passes, so the terminal blames the file, not INT8.
+    assert all("the file, not INT8, loses the accuracy" in r["break"]["note"] for r in failed)
+    assert "the file, not INT8, loses the accuracy" in result.stderr
+
+
+def test_a_model_int8_itself_cannot_serve_is_told_apart_from_a_broken_file(tmp_path):
+    """The sweep's landmark model (16 landmarks, hidden 128) loses accuracy in INT8 near S = 2 x landmarks:
+    a healthy file fails the rule there, and the INT8 simulation fails the same way, so validate says so."""
+    result = seo_export("validate", "--attention", "sparse", "--positional", "learned", "--backends", "ort-int8",
+                        "--max-len", 40, "--report-dir", tmp_path / "r")
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = [r for r in json.loads((tmp_path / "r" / "report.json").read_text())["results"]
+              if not r["verdict"]["passed"]]
+    assert failed and all("INT8 itself loses this accuracy on this model" in r["break"]["note"] for r in failed)
+    assert "serve it with ort-fp32 or ort-fp16" in result.stderr
 
 
 def test_an_int8_file_is_not_given_to_another_backend(int8_file):
