@@ -77,7 +77,7 @@ def simulates(settings: dict | None) -> str | None:
 def simulated_int8(model: nn.Module, settings: dict) -> nn.Module:
     """A copy of ``model`` (FP32, eval) whose every ``nn.Linear`` runs on INT8-rounded weight and input."""
     copied = copy.deepcopy(model).float().eval()
-    for name, module in list(copied.named_modules()):
+    for module in list(copied.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear):
                 setattr(module, child_name, _SimulatedLinear(child, settings))
