@@ -199,7 +199,8 @@ def to_markdown(result: dict) -> str:
              "",
              f"q, k, v [1, {shape['heads']}, S, {shape['head_dim']}], window_left = window_right = "
              f"{shape['window_left']}, key mask {'on (last eighth padded)' if shape['key_mask'] else 'off'}; "
-             f"{result['rounds']} interleaved rounds, {_regime_words(result)}. Peak: per round, the fastest of ONNX Runtime's MatMul and "
+             f"{result['rounds']} interleaved rounds, {_regime_words(result)}. "
+             "Peak: per round, the fastest of ONNX Runtime's MatMul and "
              f"numpy's matmul at n = {', '.join(map(str, shape['matmul_sizes']))}, with {BLAS_SETTLE_S:g} s of "
              "settle after numpy's (its BLAS threads spin ~0.1 s and slowed the next contender 1.5x at 20 ms).", "",
              f"**Goal {result['goal']['goal']}: {result['goal']['value']:.1%}, "
