@@ -182,8 +182,8 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
 
 
 def _regime_words(result: dict) -> str:
-    timing = result.get("timing", {})
-    if result.get("regime", "cold") == "cold":
+    timing = result["timing"]
+    if result["regime"] == "cold":
         return "each sample one cold call after the settle pause (an idle spell's cost included)"
     return (f"each sample warm: {timing['warm_calls']} untimed call after the settle pause, then the mean of "
             f"{timing['calls']} back-to-back calls, as between other ops in a model")

@@ -20,6 +20,8 @@ import copy
 import torch
 from torch import nn
 
+from seo_export.export.quantize import OP_TYPES
+
 _WEIGHT_RANGES = {("QInt8", False): (-127, 127), ("QInt8", True): (-64, 64),
                   ("QUInt8", False): (0, 255), ("QUInt8", True): (0, 127)}
 
@@ -67,7 +69,7 @@ def simulates(settings: dict | None) -> str | None:
     """None when the simulation covers a file quantized with ``settings`` (its metadata), else why not."""
     if not settings:
         return "the file records no quantization settings"
-    if settings.get("fp32_linear_nodes", 0) or set(settings.get("op_types", ())) != {"MatMul", "Gemm"}:
+    if settings.get("fp32_linear_nodes", 0) or set(settings.get("op_types", ())) != set(OP_TYPES):
         return "the file keeps some linear layers in FP32, which the INT8 simulation does not follow"
     if (settings.get("weight_type"), bool(settings.get("reduce_range"))) not in _WEIGHT_RANGES:
         return f"the file's weight type {settings.get('weight_type')!r} is not one the INT8 simulation knows"

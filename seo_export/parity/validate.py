@@ -152,7 +152,7 @@ class Validator:
         self._progress = progress or (lambda message, done=None, total=None: None)
         self.variant_index = (0, 0)
         self._file_differences: dict[Path, list[str]] = {}  # model file -> what differs from a fresh export
-        self._int8_simulations: dict[Path, object] = {}  # INT8 file -> its eager simulation, or why there is none
+        self._int8_simulations: dict[Path, tuple] = {}  # INT8 file -> (why it is not simulated, its simulation)
         self.outcome = Outcome()
 
     def progress(self, message: str) -> None:
@@ -315,10 +315,10 @@ class Validator:
         if path not in self._int8_simulations:  # once per file, not per failing case
             settings = stored_metadata(load_onnx(path), "quantization")
             why_not = simulates(settings)
-            self._int8_simulations[path] = why_not or EagerModel(simulated_int8(model, settings))
-        simulation = self._int8_simulations[path]
-        if isinstance(simulation, str):
-            return f"INT8 itself was not simulated: {simulation}"
+            self._int8_simulations[path] = (why_not, None if why_not else EagerModel(simulated_int8(model, settings)))
+        why_not, simulation = self._int8_simulations[path]
+        if why_not:
+            return f"INT8 itself was not simulated: {why_not}"
         simulated = simulation(case.feeds)
         judge = judge_for("int8", self.tolerances, case.real_mask, None)
         verdict = combine({n: judge(n, simulated[n], expected[n]) for n in output_names(run.config)})
