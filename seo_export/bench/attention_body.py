@@ -13,7 +13,8 @@ timed at batch 1, length S, against the same file with the baseline's body swapp
 functions: what the change is worth where the body runs.
 
 Run: python -m seo_export.bench.attention_body [--seq 8192] [--baseline-rev c11ac3a] [--mask]
-     [--model-seq 8192 [--model-precision fp32]] [--regime warm|cold] [--rounds 9] [--out scripts/results]  ->  attention_body.json and .md
+     [--model-seq 8192 [--model-precision fp32]] [--regime warm|cold] [--rounds 9]
+     [--out scripts/results]  ->  attention_body.json and .md
 """
 
 from __future__ import annotations
