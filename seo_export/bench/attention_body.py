@@ -10,10 +10,11 @@ as in ``seo_export.bench.export_scaling``.
 With ``--model-seq S`` (and a baseline) the whole exported local model (export_scaling's: 12
 layers, hidden 768, window 128; INT8 linear layers unless ``--model-precision fp32``) is also
 timed at batch 1, length S, against the same file with the baseline's body swapped into its
-functions: what the change is worth where the body runs.
+functions: what the change is worth where the body runs. ``--ceiling`` also times bodies with
+work left out (``body_ceiling``): how far the body's structure could go at most.
 
 Run: python -m seo_export.bench.attention_body [--seq 8192] [--baseline-rev c11ac3a] [--mask]
-     [--model-seq 8192 [--model-precision fp32]] [--regime warm|cold] [--rounds 9]
+     [--model-seq 8192 [--model-precision fp32]] [--regime warm|cold] [--ceiling] [--rounds 9]
      [--out scripts/results]  ->  attention_body.json and .md
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seo_export.bench import body_ceiling
 from seo_export.bench.export_scaling import (
     MATMUL_SIZES,
     band_pairs,
@@ -125,7 +127,7 @@ def model_comparison(seq: int, baseline_rev: str, rounds: int, threads: int, pre
 def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 128, rounds: int = 9,
             threads: int | None = None, mask: bool = False, baseline_rev: str | None = None,
             matmul_sizes: tuple[int, ...] = MATMUL_SIZES, model_seq: int | None = None,
-            model_precision: str = "int8", regime: str = "warm") -> dict:
+            model_precision: str = "int8", regime: str = "warm", ceiling: bool = False) -> dict:
     threads = threads or os.cpu_count() or 1
     left = right = window // 2
     current = node_model(head_dim, left, right, mask)
@@ -133,6 +135,10 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
     if baseline_rev:
         sessions[f"body@{baseline_rev}"] = ort_session(
             node_model(head_dim, left, right, mask, body_at_revision(baseline_rev)), threads)
+    if ceiling:
+        body_ceiling.check_shape(seqs, window, mask)
+        for name, build in body_ceiling.ceiling_builds().items():
+            sessions[name] = ort_session(node_model(head_dim, left, right, mask, build), threads)
     rng = np.random.default_rng(0)
     matmuls, matmul_flops, matmul_settle = matmul_contenders(matmul_sizes, threads, rng)
     load_start = load_average()
@@ -163,6 +169,11 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
             base = samples[f"body@{baseline_rev}"]
             row["speedup_vs_baseline"] = {"body": {"median": median(base) / median(samples["body"]),
                                                    "interval_95": speedup_interval(base, samples["body"])}}
+        if ceiling:
+            row["ceiling_speedup_vs_body"] = {
+                name: {"median": median(samples["body"]) / median(samples[name]),
+                       "interval_95": speedup_interval(samples["body"], samples[name])}
+                for name in body_ceiling.CEILINGS}
         rows.append(row)
     last = rows[-1]["fraction_of_peak"]["body"]["median"]
     model = (model_comparison(model_seq, baseline_rev, rounds, threads, model_precision)
@@ -176,6 +187,7 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
         "shape": {"batch": 1, "heads": heads, "head_dim": head_dim, "window_left": left, "window_right": right,
                   "key_mask": mask, "matmul_sizes": list(matmul_sizes)},
         "rounds": rounds, "regime": regime, "timing": REGIMES[regime], "baseline_rev": baseline_rev, "rows": rows,
+        "ceiling": ceiling,
         "model": model,
         "goal": {"goal": f">= {GOAL_FRACTION_OF_PEAK:.0%} of the matmul peak at S={rows[-1]['seq']}",
                  "value": last, "met": last >= GOAL_FRACTION_OF_PEAK},
@@ -222,6 +234,16 @@ def to_markdown(result: dict) -> str:
             lines.append(line)
         lines.append(f"| {r['seq']} | matmul peak | | {r['peak_flop_per_s'] / 1e9:.0f} GFLOP/s | | "
                      + ("|" if result["baseline_rev"] else ""))
+    if result.get("ceiling"):
+        lines += ["", "Ceilings (`--ceiling`, `seo_export.bench.body_ceiling`): the body with work a correct body needs "
+                  "left out, timing only (their max abs vs body is their error at the sequence ends). How much "
+                  "faster than the body, interleaved:", ""]
+        for r in result["rows"]:
+            for name, s in r["ceiling_speedup_vs_body"].items():
+                interval = s["interval_95"]
+                lines.append(f"- S = {r['seq']}, {name}: **{s['median']:.2f}x**"
+                             + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+                             + f", {r['fraction_of_peak'][name]['median']:.1%} of the peak")
     model = result.get("model")
     if model:
         s = model["speedup"]
@@ -251,6 +273,8 @@ def main(argv=None) -> None:
                         help="the compared model's linear layers (default int8, where the body weighs most)")
     parser.add_argument("--regime", choices=tuple(REGIMES), default="warm",
                         help="warm (default): back-to-back calls, as inside a model; cold: one call after idling")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also time timing-only bodies without parts a correct one needs (body_ceiling)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="scripts/results")
@@ -260,7 +284,8 @@ def main(argv=None) -> None:
         parser.error("--model-seq compares the model with two bodies: give --baseline-rev too")
     result = measure([int(s) for s in args.seq.split(",")], heads=args.heads, window=args.window,
                      rounds=args.rounds, threads=args.threads, mask=args.mask, baseline_rev=args.baseline_rev,
-                     model_seq=args.model_seq, model_precision=args.model_precision, regime=args.regime)
+                     model_seq=args.model_seq, model_precision=args.model_precision, regime=args.regime,
+                     ceiling=args.ceiling)
     write_results(args.out, args.name, result, to_markdown(result))
     print(to_markdown(result))
 
