@@ -235,9 +235,10 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {r['seq']} | matmul peak | | {r['peak_flop_per_s'] / 1e9:.0f} GFLOP/s | | "
                      + ("|" if result["baseline_rev"] else ""))
     if result.get("ceiling"):
-        lines += ["", "Ceilings (`--ceiling`, `seo_export.bench.body_ceiling`): the body with work a correct body needs "
-                  "left out, timing only (their max abs vs body is their error at the sequence ends). How much "
-                  "faster than the body, interleaved:", ""]
+        lines += ["", "Ceilings (`--ceiling`, `seo_export.bench.body_ceiling`), timing only: the body without its "
+                  "key-range pass (so wrong near the sequence ends: their max abs vs body), then also without the "
+                  "trailing trim and with K and V gathered as whole 64-row blocks (both exact only where S is a "
+                  "multiple of 64). How much faster than the body, interleaved:", ""]
         for r in result["rows"]:
             for name, s in r["ceiling_speedup_vs_body"].items():
                 interval = s["interval_95"]
