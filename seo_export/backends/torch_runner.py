@@ -50,6 +50,7 @@ def torch_model_from_onnx(path, checkpoint=None):
         if name in state and tuple(tensor.dims) == tuple(state[name].shape):
             stored = torch.from_numpy(numpy_helper.to_array(tensor).astype(np.float32))
             if not torch.allclose(stored, state[name].float(), atol=1e-3, rtol=1e-3):
-                raise UsageError(f"{path}: weight {name} differs from the model it records; the file was changed "
-                                 "after export, so --backend torch cannot rebuild it")
+                raise UsageError(f"{path}: weight {name} differs from the model it records (the file was changed "
+                                 "after export, or is not from the --checkpoint given), so eager PyTorch cannot be "
+                                 "rebuilt for it")
     return model

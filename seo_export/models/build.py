@@ -119,6 +119,8 @@ def rebuild_model(config: TransformerConfig, provenance: dict, checkpoint: str |
             raise UsageError(f"checkpoint {checkpoint} is not the one this model was exported from (sha256 differs)")
         return build_model(config, checkpoint=checkpoint)
     if "seed" not in provenance:
-        raise UsageError("the model file does not record where its weights came from; export it again "
-                         "with this seo-export version")
+        if checkpoint is not None:  # the caller vouches for these weights (torch_model_from_onnx compares them)
+            return build_model(config, checkpoint=checkpoint)
+        raise UsageError("the model file does not record where its weights came from: pass its weights with "
+                         "--checkpoint, or export it with `seo-export export`, which records them")
     return build_model(config, seed=int(provenance["seed"]), init=provenance.get("init", "default"))

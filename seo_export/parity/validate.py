@@ -174,14 +174,19 @@ class Validator:
             run.checkpoint = str(run.reference.save_weights(self.workdir))
         if run.model_file is None:
             return build_model(run.config, run.seed, run.checkpoint, run.init)
+        # From the file's record, not a guess: its weights may differ from the model's (the faults
+        # validate is for), so they are judged, not compared here as `run --backend torch` does.
         return rebuild_model(run.config, self._provenance(run), run.checkpoint)
 
     def _provenance(self, run: VariantRun) -> dict:
-        """Where the weights come from: a given file's record, else the run's seed, init or checkpoint."""
+        """Where the weights come from: a given file's record (or the checkpoint given for a file with
+        none), else the run's seed, init or checkpoint."""
         if run.model_file is not None:
             from seo_export.export.inspect import load_onnx, stored_metadata
 
-            return stored_metadata(load_onnx(run.model_file), "weights") or {"seed": run.seed}
+            stored = stored_metadata(load_onnx(run.model_file), "weights")
+            if stored or not run.checkpoint:
+                return stored or {}
         return weights_provenance(run.seed, run.checkpoint, run.init)
 
     def _export(self, run: VariantRun, model, precision: str, keep_fp32: tuple[str, ...] = ()) -> Path:

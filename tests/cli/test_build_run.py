@@ -360,6 +360,27 @@ def test_torch_backend_needs_metadata_and_unchanged_weights(tmp_path):
         torch_model_from_onnx(path)
 
 
+def test_a_file_that_records_no_weights_takes_them_from_a_checkpoint_and_checks_them(tmp_path):
+    """No weights record: refused in one line naming --checkpoint; with a checkpoint, that checkpoint's weights,
+    compared with the file's (the file's own weights pass, other weights are refused)."""
+    from safetensors.torch import save_file
+
+    path = tiny_onnx(tmp_path / "bare.onnx")
+    model = onnx.load(str(path))
+    next(p for p in model.metadata_props if p.key == "seo_export.weights").value = "{}"
+    onnx.save(model, str(path))
+    with pytest.raises(UsageError, match="does not record where its weights came from: pass its weights with "
+                                         "--checkpoint"):
+        torch_model_from_onnx(path)
+    save_file(build_model(CONFIG, seed=0).state_dict(), str(tmp_path / "own.safetensors"))
+    rebuilt = torch_model_from_onnx(path, tmp_path / "own.safetensors").state_dict()
+    for name, tensor in build_model(CONFIG, seed=0).state_dict().items():
+        torch.testing.assert_close(rebuilt[name], tensor)
+    save_file(build_model(CONFIG, seed=1).state_dict(), str(tmp_path / "other.safetensors"))
+    with pytest.raises(UsageError, match="differs from the model it records"):
+        torch_model_from_onnx(path, tmp_path / "other.safetensors")
+
+
 # ---- run: inputs ----------------------------------------------------------------------------------------------
 
 def test_valid_inputs_become_int64():

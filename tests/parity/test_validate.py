@@ -122,6 +122,24 @@ def test_checkpoint_provenance_is_enforced(random_checkpoint):
     assert result.returncode == 2 and "pass the same file with --checkpoint" in result.stderr
 
 
+def test_a_file_that_records_no_weights_is_refused_not_judged_against_guessed_ones(random_checkpoint, tmp_path):
+    """validate used to compare such a file with seed-0 weights: a false FAIL that blamed the export (an INT8
+    file built by hand read cosine ~0.5). Now one line says what to pass; given its checkpoint, it is judged."""
+    d = random_checkpoint
+    model = onnx.load_model(str(d / "m.onnx"))
+    record = next(p for p in model.metadata_props if p.key == "seo_export.weights")
+    assert "checkpoint_sha256" in record.value
+    record.value = "{}"
+    onnx.save_model(model, str(tmp_path / "bare.onnx"))
+    common = ["--model", tmp_path / "bare.onnx", "--backends", "ort-fp32", "--max-len", 20]
+    refused = seo_export("validate", *common)
+    assert refused.returncode == 2
+    assert_one_line_stderr(refused.stderr, "does not record where its weights came from: pass its weights with "
+                                           "--checkpoint")
+    judged = seo_export("validate", *common, "--checkpoint", d / "w.safetensors")
+    assert judged.returncode == 0, judged.stdout + judged.stderr
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["--backends", "ort-int9"], "unknown backend ort-int9"),
     (["--model", "missing.onnx"], "does not exist"),
