@@ -92,10 +92,10 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
     # Before libgomp loads: idle OpenMP threads sleep instead of spinning into the next contender.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    from seo_export.bench.attention_body import REGIMES, node_model
+    from seo_export.bench.attention_body import REGIMES, node_model, peak_fractions
     from seo_export.bench.export_scaling import MATMUL_SIZES, band_pairs, matmul_contenders, ort_session
     from seo_export.utils.environment import cpu_model, load_average, package_version
-    from seo_export.utils.timing import interleaved_times, median, percentile, speedup_interval
+    from seo_export.utils.timing import interleaved_times, median, speedup
 
     left = right = window // 2
     blas, sgemm, set_threads_name = numpy_openblas()
@@ -122,17 +122,13 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
                                                           threads), **matmuls}
             samples = interleaved_times(contenders, rounds=rounds, warmup=1, settle_after=matmul_settle,
                                         **REGIMES["warm"])
-            useful = 4 * heads * head_dim * band_pairs(seq, left, right)
-            peaks = [max(flops / samples[name][i] for name, flops in matmul_flops.items()) for i in range(rounds)]
-            fractions = {name: [useful / samples[name][i] / peaks[i] for i in range(rounds)]
-                         for name in ("body", "fused", "fused GEMMs only")}
+            names = ("body", "fused", "fused GEMMs only")
+            peak, fractions = peak_fractions(samples, matmul_flops, 4 * heads * head_dim * band_pairs(seq, left, right),
+                                             names)
             rows.append({
-                "seq": seq, "max_abs_fused_vs_body": agreement, "peak_flop_per_s": median(peaks),
-                "median_s": {name: median(samples[name]) for name in fractions}, "samples_s": samples,
-                "fraction_of_peak": {name: {"median": median(f), "p10": percentile(f, 10), "p90": percentile(f, 90)}
-                                     for name, f in fractions.items()},
-                "fused_speedup_vs_body": {"median": median(samples["body"]) / median(samples["fused"]),
-                                          "interval_95": speedup_interval(samples["body"], samples["fused"])},
+                "seq": seq, "max_abs_fused_vs_body": agreement, "peak_flop_per_s": peak,
+                "median_s": {name: median(samples[name]) for name in names}, "samples_s": samples,
+                "fraction_of_peak": fractions, "fused_speedup_vs_body": speedup(samples["body"], samples["fused"]),
             })
     return {
         "benchmark": "fused_window_probe",
@@ -148,6 +144,8 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
 
 
 def to_markdown(result: dict) -> str:
+    from seo_export.bench.attention_body import speedup_text
+
     m, shape = result["machine"], result["shape"]
     lines = ["# A fused local-window kernel against the portable body (issue 14's decision)", "",
              f"Command: `{result['command']}`", "",
@@ -169,11 +167,8 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {r['seq']} | matmul peak | | {r['peak_flop_per_s'] / 1e9:.0f} GFLOP/s |")
     lines.append("")
     for r in result["rows"]:
-        s = r["fused_speedup_vs_body"]
-        interval = s["interval_95"]
-        lines.append(f"- S = {r['seq']}: the fused kernel is **{s['median']:.2f}x**"
-                     + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
-                     + f" the body's speed, at {r['fraction_of_peak']['fused']['median']:.1%} of the peak against "
+        lines.append(f"- S = {r['seq']}: the fused kernel is {speedup_text(r['fused_speedup_vs_body'])}"
+                     f" the body's speed, at {r['fraction_of_peak']['fused']['median']:.1%} of the peak against "
                      f"{r['fraction_of_peak']['body']['median']:.1%}; outputs within "
                      f"{r['max_abs_fused_vs_body']:.1e}.")
     return "\n".join(lines) + "\n"

@@ -41,7 +41,7 @@ from seo_export.bench.export_scaling import (
     seo_node_model,
 )
 from seo_export.utils.environment import cpu_model, load_average, package_version
-from seo_export.utils.timing import BLAS_SETTLE_S, interleaved_times, median, percentile, speedup_interval
+from seo_export.utils.timing import BLAS_SETTLE_S, interleaved_times, median, percentile, speedup
 
 GOAL_FRACTION_OF_PEAK = 0.25
 #: How each sample is taken (``utils.timing.interleaved_times``). Warm, the default: after the
@@ -121,7 +121,19 @@ def model_comparison(seq: int, baseline_rev: str, rounds: int, threads: int, pre
     return {"seq": seq, "batch": 1, "precision": precision, "layers": config.num_layers, "hidden": config.hidden_size,
             "window": config.attention_window_size, "samples_s": samples,
             "median_s": {name: median(t) for name, t in samples.items()}, "max_abs_vs_baseline": agreement,
-            "speedup": {"median": median(base) / median(new), "interval_95": speedup_interval(base, new)}}
+            "speedup": speedup(base, new)}
+
+
+def peak_fractions(samples: dict[str, list[float]], matmul_flops: dict[str, float], useful_flops: float,
+                   names) -> tuple[float, dict]:
+    """The median matmul peak (FLOP/s) and, for each of ``names``, its fraction of that peak (median,
+    p10, p90). The peak of each round is the fastest matmul of that round, so drift is shared within
+    a round."""
+    rounds = len(next(iter(samples.values())))
+    peaks = [max(flops / samples[name][i] for name, flops in matmul_flops.items()) for i in range(rounds)]
+    fractions = {name: [useful_flops / samples[name][i] / peaks[i] for i in range(rounds)] for name in names}
+    return median(peaks), {name: {"median": median(f), "p10": percentile(f, 10), "p90": percentile(f, 90)}
+                           for name, f in fractions.items()}
 
 
 def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 128, rounds: int = 9,
@@ -153,27 +165,17 @@ def measure(seqs: list[int], heads: int = 2, head_dim: int = 64, window: int = 1
         samples = interleaved_times({**contenders, **matmuls}, rounds=rounds, warmup=1, settle_after=matmul_settle,
                                     **REGIMES[regime])
         useful = 4 * heads * head_dim * band_pairs(seq, left, right)
-        # The peak of each round: the fastest matmul of that round, so drift is shared within a round.
-        peak_per_round = [max(flops / samples[name][i] for name, flops in matmul_flops.items())
-                          for i in range(rounds)]
-        fractions = {name: [useful / samples[name][i] / peak_per_round[i] for i in range(rounds)]
-                     for name in sessions}
+        peak, fractions = peak_fractions(samples, matmul_flops, useful, sessions)
         row = {
             "seq": seq, "band_flops": useful, "samples_s": samples, "max_abs_vs_body": agreement,
             "median_s": {name: median(t) for name, t in samples.items()},
-            "peak_flop_per_s": median(peak_per_round),
-            "fraction_of_peak": {name: {"median": median(f), "p10": percentile(f, 10), "p90": percentile(f, 90)}
-                                 for name, f in fractions.items()},
+            "peak_flop_per_s": peak, "fraction_of_peak": fractions,
         }
         if baseline_rev:
-            base = samples[f"body@{baseline_rev}"]
-            row["speedup_vs_baseline"] = {"body": {"median": median(base) / median(samples["body"]),
-                                                   "interval_95": speedup_interval(base, samples["body"])}}
+            row["speedup_vs_baseline"] = {"body": speedup(samples[f"body@{baseline_rev}"], samples["body"])}
         if ceiling:
-            row["ceiling_speedup_vs_body"] = {
-                name: {"median": median(samples["body"]) / median(samples[name]),
-                       "interval_95": speedup_interval(samples["body"], samples[name])}
-                for name in body_ceiling.CEILINGS}
+            row["ceiling_speedup_vs_body"] = {name: speedup(samples["body"], samples[name])
+                                              for name in body_ceiling.CEILINGS}
         rows.append(row)
     last = rows[-1]["fraction_of_peak"]["body"]["median"]
     model = (model_comparison(model_seq, baseline_rev, rounds, threads, model_precision)
@@ -202,6 +204,13 @@ def _regime_words(result: dict) -> str:
             f"{timing['calls']} back-to-back calls, as between other ops in a model")
 
 
+def speedup_text(s: dict, bold: bool = True) -> str:
+    """A ``utils.timing.speedup`` record as the results print it: 1.38x [1.29, 1.42]."""
+    value = f"**{s['median']:.2f}x**" if bold else f"{s['median']:.2f}x"
+    interval = s["interval_95"]
+    return value + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
 def to_markdown(result: dict) -> str:
     shape, m = result["shape"], result["machine"]
     names = list(result["rows"][0]["fraction_of_peak"])
@@ -228,9 +237,7 @@ def to_markdown(result: dict) -> str:
                     f"({f['p10']:.1%}-{f['p90']:.1%}) | {r['max_abs_vs_body'][name]:.1e} |")
             if result["baseline_rev"]:
                 s = r["speedup_vs_baseline"].get(name)
-                interval = s and s["interval_95"]
-                line += (" |" if s is None else f" {s['median']:.2f}x"
-                         + (f" [{interval[0]:.2f}, {interval[1]:.2f}] |" if interval else " |"))
+                line += " |" if s is None else f" {speedup_text(s, bold=False)} |"
             lines.append(line)
         lines.append(f"| {r['seq']} | matmul peak | | {r['peak_flop_per_s'] / 1e9:.0f} GFLOP/s | | "
                      + ("|" if result["baseline_rev"] else ""))
@@ -241,10 +248,8 @@ def to_markdown(result: dict) -> str:
                   "multiple of 64). How much faster than the body, interleaved:", ""]
         for r in result["rows"]:
             for name, s in r["ceiling_speedup_vs_body"].items():
-                interval = s["interval_95"]
-                lines.append(f"- S = {r['seq']}, {name}: **{s['median']:.2f}x**"
-                             + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
-                             + f", {r['fraction_of_peak'][name]['median']:.1%} of the peak")
+                lines.append(f"- S = {r['seq']}, {name}: {speedup_text(s)}, "
+                             f"{r['fraction_of_peak'][name]['median']:.1%} of the peak")
     model = result.get("model")
     if model:
         s = model["speedup"]
@@ -253,9 +258,7 @@ def to_markdown(result: dict) -> str:
                   f"{model['hidden']}, window "
                   f"{model['window']}), batch 1, S = {model['seq']}, {result['rounds']} interleaved rounds: "
                   f"{model['median_s']['model']:.2f} s against {model['median_s'][f'model@{rev}']:.2f} s with the "
-                  f"body of {rev}, **{s['median']:.2f}x**"
-                  + (f" [{s['interval_95'][0]:.2f}, {s['interval_95'][1]:.2f}]" if s["interval_95"] else "")
-                  + f" (outputs within {model['max_abs_vs_baseline']:.1e})."]
+                  f"body of {rev}, {speedup_text(s)} (outputs within {model['max_abs_vs_baseline']:.1e})."]
     return "\n".join(lines) + "\n"
 
 

@@ -185,7 +185,7 @@ class Validator:
             from seo_export.export.inspect import load_onnx, stored_metadata
 
             stored = stored_metadata(load_onnx(run.model_file), "weights")
-            if stored or not run.checkpoint:
+            if stored or not run.checkpoint:  # nothing recorded, nothing given: rebuild_model says what to pass
                 return stored or {}
         return weights_provenance(run.seed, run.checkpoint, run.init)
 

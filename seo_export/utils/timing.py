@@ -97,6 +97,12 @@ def speedup_interval(baseline_s: list[float], contender_s: list[float], confiden
     return float(low), float(high)
 
 
+def speedup(baseline_s: list[float], contender_s: list[float]) -> dict:
+    """The speedup as results record it: ``median(baseline) / median(contender)`` and its 95% interval."""
+    return {"median": median(baseline_s) / median(contender_s),
+            "interval_95": speedup_interval(baseline_s, contender_s)}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

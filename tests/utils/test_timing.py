@@ -115,3 +115,9 @@ def test_speedup_interval_needs_enough_paired_rounds():
     assert timing.speedup_interval([1.0] * 4, [1.0] * 4) is None
     with pytest.raises(ValueError, match="differ in length"):
         timing.speedup_interval([1.0] * 6, [1.0] * 5)
+
+
+def test_speedup_records_the_ratio_of_medians_and_its_interval():
+    record = timing.speedup([2.0, 4.0, 2.0, 2.0, 2.0], [1.0, 2.0, 1.0, 1.0, 1.0])
+    assert record["median"] == 2.0 and record["interval_95"] == pytest.approx((2.0, 2.0))
+    assert timing.speedup([2.0, 2.0], [1.0, 1.0])["interval_95"] is None  # too few rounds for an interval
